@@ -1,0 +1,1 @@
+"""The click commands of the ``connector`` console script."""

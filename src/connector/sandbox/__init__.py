@@ -1,0 +1,1 @@
+"""Local, faithful simulators of AFAS Profit and Spotler Mail+ over real HTTP."""

@@ -1,0 +1,1 @@
+"""msgspec Structs only: events, wire shapes of both APIs, mapping, settings."""

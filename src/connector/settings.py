@@ -1,0 +1,145 @@
+"""Settings: read from the environment here and nowhere else, then passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+from connector.errors import ConfigError
+
+__all__ = ["ENV_VARS", "Secret", "Settings"]
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or a traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+# name -> (default or None, description). The README's settings table and
+# deploy/app.json are checked against this list by a test.
+ENV_VARS: dict[str, tuple[str | None, str]] = {
+    "REDIS_URL": (None, "Redis URL shared by every process; unset = embedded Redis under CONNECTOR_DATA_DIR"),
+    "REDIS_TLS_INSECURE": ("0", "1 = accept the self-signed certificate of Heroku's TLS Redis (rediss://)"),
+    "CONNECTOR_DATA_DIR": (".connector", "local folder for the embedded Redis and reports"),
+    "AFAS_BASE_URL": (None, "AFAS Online REST base, e.g. https://12345.rest.afas.online/ProfitRestServices"),
+    "AFAS_TOKEN": (None, "the App Connector token exactly as AFAS issues it: the whole <token>…</token> XML"),
+    "AFAS_GETCONNECTOR": ("Spotler_Contacts", "id of the GetConnector that lists the contacts"),
+    "SPOTLER_BASE_URL": (None, "Spotler Mail+ REST base, e.g. https://restapi.mailplus.nl/integrationservice-1.1.0"),
+    "SPOTLER_KEY": (None, "Spotler REST API consumer key"),
+    "SPOTLER_SECRET": (None, "Spotler REST API consumer secret"),
+    "CONNECTOR_MAPPING": (None, "path of the mapping TOML file; unset = deploy/mapping.example.toml"),
+    "POLL_INTERVAL_S": ("30", "seconds between two polls of each producer"),
+    "SPOTLER_RATE_PER_S": ("5", "Spotler requests per second, shared by all worker processes"),
+    "AFAS_MAX_PARALLEL": ("4", "AFAS calls in flight at once across all processes (AFAS allows 8)"),
+    "HTTP_TIMEOUT_S": ("30", "timeout of one HTTP call to AFAS or Spotler"),
+    "LOG_LEVEL": ("INFO", "DEBUG, INFO, WARNING or ERROR"),
+}
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything configurable, typed. Build with ``Settings.from_env``."""
+
+    redis_url: str | None = None
+    redis_tls_insecure: bool = False
+    data_dir: Path = Path(".connector")
+    afas_base_url: str | None = None
+    afas_token: Secret | None = None
+    afas_getconnector: str = "Spotler_Contacts"
+    spotler_base_url: str | None = None
+    spotler_key: str | None = None
+    spotler_secret: Secret | None = None
+    mapping_path: Path | None = None
+    poll_interval_s: float = 30.0
+    spotler_rate_per_s: float = 5.0
+    afas_max_parallel: int = 4
+    http_timeout_s: float = 30.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the environment; a bad value names its variable."""
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or ENV_VARS[name][0]
+
+        def number(name: str, kind: type[float] | type[int], minimum: float) -> float | int:
+            raw = get(name)
+            assert raw is not None
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ConfigError(f"{name}={raw!r} is not a number") from None
+            if value < minimum:
+                raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+            return value
+
+        for url_var in ("AFAS_BASE_URL", "SPOTLER_BASE_URL", "REDIS_URL"):
+            value = get(url_var)
+            schemes = ("redis://", "rediss://", "unix://") if url_var == "REDIS_URL" else ("http://", "https://")
+            if value and not value.startswith(schemes):
+                raise ConfigError(f"{url_var} must start with one of {', '.join(schemes)}")
+        level = (get("LOG_LEVEL") or "INFO").upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ConfigError(f"LOG_LEVEL={level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+        token, secret, mapping = get("AFAS_TOKEN"), get("SPOTLER_SECRET"), get("CONNECTOR_MAPPING")
+        return cls(
+            redis_url=get("REDIS_URL"),
+            redis_tls_insecure=get("REDIS_TLS_INSECURE") in {"1", "true", "yes"},
+            data_dir=Path(get("CONNECTOR_DATA_DIR") or ".connector"),
+            afas_base_url=(get("AFAS_BASE_URL") or "").rstrip("/") or None,
+            afas_token=Secret(token) if token else None,
+            afas_getconnector=get("AFAS_GETCONNECTOR") or "Spotler_Contacts",
+            spotler_base_url=(get("SPOTLER_BASE_URL") or "").rstrip("/") or None,
+            spotler_key=get("SPOTLER_KEY"),
+            spotler_secret=Secret(secret) if secret else None,
+            mapping_path=Path(mapping) if mapping else None,
+            poll_interval_s=float(number("POLL_INTERVAL_S", float, 0.1)),
+            spotler_rate_per_s=float(number("SPOTLER_RATE_PER_S", float, 0.1)),
+            afas_max_parallel=int(number("AFAS_MAX_PARALLEL", int, 1)),
+            http_timeout_s=float(number("HTTP_TIMEOUT_S", float, 0.1)),
+            log_level=level,
+        )
+
+    def require(self, *names: str) -> None:
+        """Raise one ConfigError naming every required variable that is unset."""
+        attrs = {
+            "AFAS_BASE_URL": self.afas_base_url,
+            "AFAS_TOKEN": self.afas_token,
+            "SPOTLER_BASE_URL": self.spotler_base_url,
+            "SPOTLER_KEY": self.spotler_key,
+            "SPOTLER_SECRET": self.spotler_secret,
+        }
+        missing = [name for name in names if not attrs[name]]
+        if missing:
+            raise ConfigError("missing setting(s): " + ", ".join(missing))
+
+    def __repr__(self) -> str:
+        # Secret fields already mask themselves; the key is not secret on its own.
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__)
+        return f"Settings({fields})"
