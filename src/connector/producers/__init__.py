@@ -1,0 +1,1 @@
+"""Pollers that read one system and publish typed change events for the other."""

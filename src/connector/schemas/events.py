@@ -1,0 +1,56 @@
+"""Queue messages: tagged-union Structs, sent as builtins, rebuilt with msgspec.convert.
+
+They tolerate unknown fields so that a rolling deploy (old worker, new
+producer) keeps working; new fields are added with defaults only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "ContactChange",
+    "Event",
+    "SpotlerBatch",
+    "Value",
+    "from_builtins",
+    "to_builtins",
+]
+
+# Values on the Spotler side of the mapping: text properties and permission bits.
+Value = str | bool | None
+
+
+class ContactChange(msgspec.Struct, frozen=True, kw_only=True, tag="contact_change"):
+    """What changed for one AFAS contact, in Spotler field names (``permissions.<bit>``)."""
+
+    contact_id: str
+    changes: dict[str, Value]
+    key: str
+    modified: str = ""
+    person_id: str | None = None
+    organisation_id: str | None = None
+    new: bool = False
+    blocked: bool = False
+
+
+class SpotlerBatch(msgspec.Struct, frozen=True, kw_only=True, tag="spotler_batch"):
+    """Up to 100 contact changes that become one ``POST contact/list``."""
+
+    changes: list[ContactChange]
+    run_id: str = ""
+
+
+Event = ContactChange | SpotlerBatch
+
+
+def to_builtins(event: Event) -> dict[str, Any]:
+    data = msgspec.to_builtins(event)
+    assert isinstance(data, dict)
+    return data
+
+
+def from_builtins(data: Any) -> Event:
+    return msgspec.convert(data, Event)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""What the connector remembers in Redis: cursors, agreed state, rejections, run history."""

@@ -1,0 +1,1 @@
+"""The pure sync core: mapping, diff and merge, write-back rules. No I/O here."""
