@@ -24,37 +24,19 @@ from connector.clients.afas import AfasClient, page_size_for
 from connector.clients.afas_filter import Condition, Filter, Op
 from connector.schemas.events import ContactChange, SpotlerBatch
 from connector.schemas.mapping import Mapping
+from connector.schemas.runs import PollResult
 from connector.state.agreed import AgreedStore
 from connector.state.cursors import CursorStore
 from connector.state.rejections import RejectionStore
 from connector.sync.diff import change_key, diff
 from connector.sync.rows import ContactRecord, Rejection, decode_row
 
-__all__ = ["AfasProducer", "PollResult", "BATCH_SIZE"]
+__all__ = ["BATCH_SIZE", "AfasProducer", "PollResult"]
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 100  # Spotler's limit for POST contact/list
 _PENDING_TTL_S = 3600
-
-
-class PollResult(msgspec.Struct, kw_only=True):
-    """What one poll read, changed, left unchanged, rejected and enqueued."""
-
-    run_id: str
-    source: str = "afas"
-    kind: str = "poll"
-    started_at: float
-    duration_s: float = 0.0
-    read: int = 0
-    changed: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-    enqueued_messages: int = 0
-    already_pending: int = 0
-    rejected_by_reason: dict[str, int] = msgspec.field(default_factory=dict)
-    cursor_from: str | None = None
-    cursor_to: str | None = None
 
 
 class AfasProducer:

@@ -1,0 +1,128 @@
+"""``connector produce afas`` (the poll loop), ``connector resync`` and ``connector rejects``."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from connector import runtime
+from connector.cli.context import AppContext
+from connector.errors import ConnectorError
+from connector.schemas.events import SpotlerBatch, to_builtins
+from connector.schemas.runs import PollResult
+
+__all__ = ["produce", "rejects", "resync"]
+
+
+def _afas_producer(ctx: AppContext):  # type: ignore[no-untyped-def]
+    from connector.producers.afas import AfasProducer
+    from connector.workers.actors_spotler import upsert_batch
+
+    settings = ctx.settings
+
+    def enqueue(batch: SpotlerBatch) -> None:
+        upsert_batch.send(to_builtins(batch))
+
+    return AfasProducer(
+        runtime.afas_client(settings),
+        runtime.mapping(settings),
+        runtime.redis_client(settings),
+        enqueue,
+        getconnector=settings.afas_getconnector,
+    )
+
+
+@click.group()
+def produce() -> None:
+    """Run a producer: poll one system and publish change events."""
+
+
+@produce.command("afas")
+@click.option("--once", is_flag=True, help="poll once and exit")
+@click.option("--no-wait", is_flag=True, help="exit (status 3) if another producer holds the lock")
+@click.pass_obj
+def produce_afas(ctx: AppContext, once: bool, no_wait: bool) -> None:
+    """Poll the AFAS GetConnector every POLL_INTERVAL_S and enqueue Spotler upserts."""
+    from connector.producers.loop import ProducerLock, run_loop
+    from connector.state.runs import RunHistory
+
+    try:
+        producer = _afas_producer(ctx)
+    except ConnectorError as exc:
+        raise click.ClickException(str(exc)) from None
+    history = RunHistory(producer.redis)
+
+    def poll() -> PollResult:
+        result = producer.poll_once()
+        history.record(result)
+        return result
+
+    code = run_loop(
+        poll,
+        ProducerLock(producer.redis, "afas"),
+        interval_s=ctx.settings.poll_interval_s,
+        wait_for_lock=not no_wait,
+        max_polls=1 if once else None,
+    )
+    raise SystemExit(code)
+
+
+@click.command()
+@click.pass_obj
+def resync(ctx: AppContext) -> None:
+    """Walk the whole GetConnector and send only what differs from the agreed state."""
+    from connector.state.runs import RunHistory
+
+    try:
+        producer = _afas_producer(ctx)
+    except ConnectorError as exc:
+        raise click.ClickException(str(exc)) from None
+    started = time.monotonic()
+
+    def progress(result: PollResult) -> None:
+        rate = result.read / max(0.001, time.monotonic() - started)
+        click.echo(
+            f"\r  read {result.read:>8,}  changed {result.changed:>7,}  unchanged {result.unchanged:>8,}"
+            f"  rejected {result.rejected:>6,}  ({rate:,.0f} rows/s)",
+            nl=False, err=True,
+        )
+
+    try:
+        result = producer.poll_once(full=True, progress=progress)
+    except ConnectorError as exc:
+        click.echo("", err=True)
+        raise click.ClickException(f"resync failed: {exc}") from None
+    click.echo("", err=True)
+    RunHistory(producer.redis).record(result)
+    click.echo(
+        f"resync {result.run_id}: {result.read} rows read, {result.changed} changed "
+        f"({result.enqueued_messages} messages), {result.unchanged} unchanged, "
+        f"{result.rejected} rejected in {result.duration_s:.1f}s"
+    )
+
+
+@click.command()
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def rejects(ctx: AppContext, limit: int, as_json: bool) -> None:
+    """Rejected records: contact, field and reason (newest first)."""
+    import msgspec
+
+    from connector.state.rejections import RejectionStore
+
+    store = RejectionStore(runtime.redis_client(ctx.settings))
+    records = store.list(limit=limit)
+    if as_json:
+        click.echo(json.dumps(msgspec.to_builtins(records), indent=2))
+        return
+    counts = store.by_reason()
+    click.echo(f"{store.count()} rejected records")
+    for reason, n in counts.most_common():
+        click.echo(f"  {n:>6}  {reason}")
+    if records:
+        click.echo(f"\n{'source':<8} {'contact':<10} {'field':<16} reason")
+        for r in records:
+            click.echo(f"{r.source:<8} {r.contact_id or '-':<10} {r.field:<16} {r.reason}")

@@ -1,0 +1,1 @@
+"""Plain functions that apply change events to one system; actors only call them."""

@@ -1,0 +1,100 @@
+"""Apply a batch of AFAS contact changes to Spotler with one ``POST contact/list``.
+
+Each change is claimed by its idempotency key first, so a redelivered message
+never writes a contact twice; the per-contact result codes are handled one by
+one, so an invalid e-mail rejects that contact only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import msgspec
+import redis
+
+from connector.clients.spotler import SpotlerClient
+from connector.schemas.events import ContactChange
+from connector.state.agreed import AgreedStore
+from connector.sync.to_spotler import contact_for
+
+__all__ = ["BatchOutcome", "Claims", "write_batch"]
+
+# Per-contact codes that no retry can fix (the record itself is refused).
+FATAL_CODES = frozenset(
+    {"PROPERTY_INVALID", "CONTACT_ALREADY_EXISTS", "CONTACT_UNKNOWN", "CONTACT_OPTOUT", "NO_ACTIVE_CHANNEL"}
+)
+
+
+class Claims(Protocol):
+    """The idempotency store as the writer needs it."""
+
+    def claim(self, key: str) -> str: ...  # "fresh" | "done" | "busy"
+    def done(self, key: str) -> None: ...
+    def release(self, key: str) -> None: ...
+
+
+class BatchOutcome(msgspec.Struct, kw_only=True):
+    """What became of each change of a batch."""
+
+    written: list[ContactChange] = msgspec.field(default_factory=list)
+    duplicates: list[ContactChange] = msgspec.field(default_factory=list)
+    busy: list[ContactChange] = msgspec.field(default_factory=list)
+    retry: list[ContactChange] = msgspec.field(default_factory=list)
+    rejected: list[tuple[ContactChange, str, str]] = msgspec.field(default_factory=list)
+    requests: int = 0
+
+    def rejected_changes(self) -> list[ContactChange]:
+        return [change for change, _, _ in self.rejected]
+
+
+def write_batch(
+    changes: Sequence[ContactChange],
+    *,
+    client: SpotlerClient,
+    claims: Claims,
+    agreed: AgreedStore,
+    redis_client: redis.Redis,
+    before_request: Callable[[], None],
+    all_bits: Sequence[int] = (),
+) -> BatchOutcome:
+    """Write what is not written yet; raise the client's error if the whole call failed."""
+    outcome = BatchOutcome()
+    fresh: list[ContactChange] = []
+    for change in changes:
+        state = claims.claim(change.key)
+        if state == "done":
+            outcome.duplicates.append(change)
+        elif state == "busy":
+            outcome.busy.append(change)
+        else:
+            fresh.append(change)
+    if not fresh:
+        return outcome
+    try:
+        before_request()
+        results = client.upsert_many([contact_for(c, all_bits) for c in fresh])
+        outcome.requests += 1
+    except BaseException:
+        for change in fresh:
+            claims.release(change.key)
+        raise
+    by_id = {r.externalId: r for r in results}
+    for change in fresh:
+        result = by_id.get(change.contact_id)
+        if result is not None and result.code == "OK":
+            outcome.written.append(change)
+        elif result is not None and result.code in FATAL_CODES:
+            outcome.rejected.append((change, result.code, result.message or ""))
+            claims.release(change.key)
+        else:
+            outcome.retry.append(change)
+            claims.release(change.key)
+    # Agreed state first, then "done": a crash in between only costs a repeated write.
+    agreed.merge_many((c.contact_id, c.changes) for c in outcome.written)
+    for change in outcome.written:
+        claims.done(change.key)
+    done_keys = [f"connector:pending:{c.key}" for c in outcome.written + outcome.rejected_changes()]
+    if done_keys:
+        redis_client.delete(*done_keys)
+    return outcome
