@@ -39,7 +39,7 @@ class EmbeddedRedis:
         self.folder = folder.resolve()
         socket = self.folder / "redis.sock"
         if len(str(socket)) > _SOCKET_PATH_MAX:
-            digest = hashlib.sha1(str(self.folder).encode()).hexdigest()[:12]
+            digest = hashlib.blake2b(str(self.folder).encode()).hexdigest()[:12]
             socket = Path(tempfile.gettempdir()) / f"connector-redis-{digest}.sock"
         self.socket = socket
 

@@ -26,13 +26,16 @@ def redis_client(settings: Settings) -> redis.Redis:
 
 def afas_client(settings: Settings) -> AfasClient:
     settings.require("AFAS_BASE_URL", "AFAS_TOKEN")
-    assert settings.afas_base_url is not None and settings.afas_token is not None
+    assert settings.afas_base_url is not None
+    assert settings.afas_token is not None
     return AfasClient(settings.afas_base_url, settings.afas_token, timeout=settings.http_timeout_s)
 
 
 def spotler_client(settings: Settings) -> SpotlerClient:
     settings.require("SPOTLER_BASE_URL", "SPOTLER_KEY", "SPOTLER_SECRET")
-    assert settings.spotler_base_url and settings.spotler_key and settings.spotler_secret
+    assert settings.spotler_base_url
+    assert settings.spotler_key
+    assert settings.spotler_secret
     return SpotlerClient(
         settings.spotler_base_url, settings.spotler_key, settings.spotler_secret,
         timeout=settings.http_timeout_s,

@@ -8,6 +8,7 @@ share nothing but Redis and HTTP.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -159,7 +160,7 @@ class Stack:
         )
         self.start("spotler-sandbox", "sandbox", "spotler", "--port", str(self.spotler_port))
         for url, name in ((self.afas_url, "afas-sandbox"), (self.spotler_url, "spotler-sandbox")):
-            wait_until(lambda u=url, n=name: self._up(u, n), timeout_s=120)
+            wait_until(functools.partial(self._up, url, name), timeout_s=120)
 
     def _up(self, url: str, name: str) -> bool:
         if not self.processes[name].alive():

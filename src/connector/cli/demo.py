@@ -53,7 +53,8 @@ def _run(stack: Stack, workers: int, keep: bool) -> None:
         client.delete(key)
     for key in client.scan_iter(match="dramatiq:*", count=1000):
         client.delete(key)
-    _say(f"redis     {'embedded, ' + str(Path(stack.data_dir) / 'redis') if stack.redis_url.startswith('unix') else 'REDIS_URL'}")
+    embedded = stack.redis_url.startswith("unix://")
+    _say(f"redis     {'embedded, in ' + str(Path(stack.data_dir) / 'redis') if embedded else 'REDIS_URL'}")
     _say(f"sandboxes starting: AFAS with {stack.contacts} contacts, Spotler empty ...")
     stack.start_sandboxes()
     env = stack.env()
@@ -62,7 +63,7 @@ def _run(stack: Stack, workers: int, keep: bool) -> None:
     for n in range(workers):
         stack.start(f"spotler-worker-{n + 1}", "work", "--queue", "spotler", "--threads", "4")
     stack.start("afas-producer", "produce", "afas")
-    _say(f"processes afas-producer, {workers} × spotler-worker (separate OS processes)\n")
+    _say(f"processes afas-producer, {workers} x spotler-worker (separate OS processes)\n")
 
     history = RunHistory(client)
     t0 = time.monotonic()
@@ -134,7 +135,7 @@ def _first_synced(stack: Stack) -> dict[str, object]:
     for cid in range(1, 200):
         try:
             row: dict[str, object] = stack.afas("GET", f"contacts/{cid}")
-        except Exception:  # noqa: BLE001, S112 - ids are not dense; try the next one
+        except Exception:  # noqa: S112 - ids are not dense; try the next one
             continue
         if row and stack.spotler("GET", f"contacts/{cid}"):
             return row

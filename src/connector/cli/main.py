@@ -8,7 +8,11 @@ import sys
 import click
 
 from connector.cli.context import AppContext
+from connector.cli.demo import demo
+from connector.cli.dlq import dlq
+from connector.cli.produce import produce, rejects, resync
 from connector.cli.sandbox import sandbox
+from connector.cli.work import work
 from connector.errors import ConfigError
 from connector.settings import Settings
 
@@ -29,10 +33,14 @@ def cli(ctx: click.Context) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # One line per event of our own; the HTTP library's per-request lines are noise (and carry URLs).
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.obj = AppContext(settings=settings)
 
 
-cli.add_command(sandbox)
+for command in (demo, dlq, produce, rejects, resync, sandbox, work):
+    cli.add_command(command)
 
 
 def main() -> None:

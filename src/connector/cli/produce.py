@@ -10,7 +10,7 @@ import click
 from connector import runtime
 from connector.cli.context import AppContext
 from connector.errors import ConnectorError
-from connector.schemas.events import SpotlerBatch, to_builtins
+from connector.schemas.events import SpotlerBatch
 from connector.schemas.runs import PollResult
 
 __all__ = ["produce", "rejects", "resync"]
@@ -18,12 +18,13 @@ __all__ = ["produce", "rejects", "resync"]
 
 def _afas_producer(ctx: AppContext):  # type: ignore[no-untyped-def]
     from connector.producers.afas import AfasProducer
+    from connector.workers.actor import send
     from connector.workers.actors_spotler import upsert_batch
 
     settings = ctx.settings
 
     def enqueue(batch: SpotlerBatch) -> None:
-        upsert_batch.send(to_builtins(batch))
+        send(upsert_batch, batch)
 
     return AfasProducer(
         runtime.afas_client(settings),
@@ -55,7 +56,7 @@ def produce_afas(ctx: AppContext, once: bool, no_wait: bool) -> None:
     history = RunHistory(producer.redis)
 
     def poll() -> PollResult:
-        result = producer.poll_once()
+        result: PollResult = producer.poll_once()
         history.record(result)
         return result
 

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import msgspec
 import redis
 
 from connector.clients.afas import AfasClient, page_size_for

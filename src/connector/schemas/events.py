@@ -41,6 +41,7 @@ class SpotlerBatch(msgspec.Struct, frozen=True, kw_only=True, tag="spotler_batch
 
     changes: list[ContactChange]
     run_id: str = ""
+    attempt: int = 0
 
 
 Event = ContactChange | SpotlerBatch
@@ -53,4 +54,5 @@ def to_builtins(event: Event) -> dict[str, Any]:
 
 
 def from_builtins(data: Any) -> Event:
-    return msgspec.convert(data, Event)  # type: ignore[arg-type]
+    event: Event = msgspec.convert(data, Event)
+    return event

@@ -26,7 +26,7 @@ class AgreedStore:
         if not contact_ids:
             return []
         raw = self.client.mget([keys.agreed(c) for c in contact_ids])
-        return [None if r is None else _decode(r) for r in raw]
+        return [None if r is None else _decode(keys.as_bytes(r)) for r in raw]
 
     def get(self, contact_id: str) -> dict[str, Value] | None:
         return self.get_many([contact_id])[0]

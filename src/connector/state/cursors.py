@@ -18,7 +18,7 @@ class CursorStore:
 
     def get(self) -> datetime | None:
         raw = self.client.get(self.key)
-        return None if raw is None else datetime.fromisoformat(raw.decode())
+        return None if raw is None else datetime.fromisoformat(keys.as_bytes(raw).decode())
 
     def set(self, value: datetime) -> None:
         if value.tzinfo is None:

@@ -5,6 +5,11 @@ from __future__ import annotations
 PREFIX = "connector"
 
 
+def as_bytes(value: bytes | str) -> bytes:
+    """Redis answers bytes unless a client decodes responses; accept both."""
+    return value.encode() if isinstance(value, str) else value
+
+
 def cursor(source: str) -> str:
     return f"{PREFIX}:cursor:{source}"
 

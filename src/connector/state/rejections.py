@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable
+from typing import cast
 
 import msgspec
 import redis
@@ -74,7 +75,7 @@ class RejectionStore:
             self.client.zrem(keys.REJECTIONS_BY_TIME, *old)
 
     def list(self, limit: int | None = None, source: str | None = None) -> list[RejectionRecord]:
-        members = self.client.zrevrange(keys.REJECTIONS_BY_TIME, 0, -1)
+        members = cast(list[bytes], self.client.zrevrange(keys.REJECTIONS_BY_TIME, 0, -1))
         raw = self.client.hmget(keys.REJECTIONS, members) if members else []
         records = [_decode(r) for r in raw if r is not None]
         if source:

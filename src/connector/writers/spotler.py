@@ -8,7 +8,6 @@ one, so an invalid e-mail rejects that contact only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 import msgspec
 import redis
@@ -17,21 +16,14 @@ from connector.clients.spotler import SpotlerClient
 from connector.schemas.events import ContactChange
 from connector.state.agreed import AgreedStore
 from connector.sync.to_spotler import contact_for
+from connector.workers.idempotency import Claim, ClaimOutcome, IdempotencyStore
 
-__all__ = ["BatchOutcome", "Claims", "write_batch"]
+__all__ = ["FATAL_CODES", "BatchOutcome", "write_batch"]
 
 # Per-contact codes that no retry can fix (the record itself is refused).
 FATAL_CODES = frozenset(
     {"PROPERTY_INVALID", "CONTACT_ALREADY_EXISTS", "CONTACT_UNKNOWN", "CONTACT_OPTOUT", "NO_ACTIVE_CHANNEL"}
 )
-
-
-class Claims(Protocol):
-    """The idempotency store as the writer needs it."""
-
-    def claim(self, key: str) -> str: ...  # "fresh" | "done" | "busy"
-    def done(self, key: str) -> None: ...
-    def release(self, key: str) -> None: ...
 
 
 class BatchOutcome(msgspec.Struct, kw_only=True):
@@ -52,23 +44,26 @@ def write_batch(
     changes: Sequence[ContactChange],
     *,
     client: SpotlerClient,
-    claims: Claims,
+    claims: IdempotencyStore,
     agreed: AgreedStore,
     redis_client: redis.Redis,
-    before_request: Callable[[], None],
+    before_request: Callable[[], object],
     all_bits: Sequence[int] = (),
+    lease_s: float = 45.0,
 ) -> BatchOutcome:
     """Write what is not written yet; raise the client's error if the whole call failed."""
     outcome = BatchOutcome()
     fresh: list[ContactChange] = []
+    leases: dict[str, Claim] = {}
     for change in changes:
-        state = claims.claim(change.key)
-        if state == "done":
+        claim = claims.claim(change.key, lease_s)
+        if claim.outcome is ClaimOutcome.DONE:
             outcome.duplicates.append(change)
-        elif state == "busy":
+        elif claim.outcome is ClaimOutcome.BUSY:
             outcome.busy.append(change)
         else:
             fresh.append(change)
+            leases[change.key] = claim
     if not fresh:
         return outcome
     try:
@@ -77,7 +72,7 @@ def write_batch(
         outcome.requests += 1
     except BaseException:
         for change in fresh:
-            claims.release(change.key)
+            claims.release(leases[change.key])
         raise
     by_id = {r.externalId: r for r in results}
     for change in fresh:
@@ -86,10 +81,10 @@ def write_batch(
             outcome.written.append(change)
         elif result is not None and result.code in FATAL_CODES:
             outcome.rejected.append((change, result.code, result.message or ""))
-            claims.release(change.key)
+            claims.release(leases[change.key])
         else:
             outcome.retry.append(change)
-            claims.release(change.key)
+            claims.release(leases[change.key])
     # Agreed state first, then "done": a crash in between only costs a repeated write.
     agreed.merge_many((c.contact_id, c.changes) for c in outcome.written)
     for change in outcome.written:

@@ -1,0 +1,1 @@
+"""A local Spotler Mail+ (integrationservice REST API) over real HTTP, with a control API."""
