@@ -25,6 +25,7 @@ class ContactRecord(msgspec.Struct):
     test_group: bool = False
     active: bool = True
     soft_bounces: int = 0
+    api_writes: int = 0  # accepted API writes, changed or not: lets tests count double writes
 
 
 class ContactView(Contact):
@@ -32,6 +33,7 @@ class ContactView(Contact):
 
     active: bool
     softBounces: int
+    apiWrites: int = 0
 
 
 def encrypted_id(external_id: str, created: int) -> str:
@@ -74,7 +76,9 @@ def render(record: ContactRecord, catalogue: Catalogue) -> Contact:
 def view(record: ContactRecord, catalogue: Catalogue) -> ContactView:
     contact = render(record, catalogue)
     fields = {f: getattr(contact, f) for f in contact.__struct_fields__}
-    return ContactView(**fields, active=record.active, softBounces=record.soft_bounces)
+    return ContactView(
+        **fields, active=record.active, softBounces=record.soft_bounces, apiWrites=record.api_writes
+    )
 
 
 def _channels(record: ContactRecord, catalogue: Catalogue) -> list[Channel]:

@@ -124,6 +124,7 @@ class Store:
             if record is None:
                 raise not_found()
             self._write(record, contact.properties or {}, contact.testGroup, purge=purge)
+            record.api_writes += 1
 
     def anonymize(self, external_id: str) -> None:
         """Clear every personal (non-``set``) property; the record stays."""
@@ -247,6 +248,7 @@ class Store:
             if not update:
                 raise ApiError(400, "CONTACT_ALREADY_EXISTS", "Contact already exists")
             self._write(record, contact.properties or {}, contact.testGroup, purge=purge)
+            record.api_writes += 1
             return False
         parsed = self.catalogue.parse(contact.properties or {})
         now = self.clock.now_ms()
@@ -257,6 +259,7 @@ class Store:
             encrypted_id=encrypted_id(external_id, now),
             values=merged({}, parsed),
             test_group=bool(contact.testGroup),
+            api_writes=1,
         )
         self._contacts[external_id] = record
         self._changes.add(now, external_id, replaces=False)

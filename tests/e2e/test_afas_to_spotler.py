@@ -1,0 +1,93 @@
+"""AFAS → Spotler end to end: real Redis, both sandboxes, a producer and two worker processes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from connector.stack import Stack, wait_until
+from connector.state.rejections import RejectionStore
+from tests.e2e.helpers import afas_expectation, spotler_contacts, spotler_values, wait_for_quiet
+
+pytestmark = pytest.mark.e2e
+
+POLL_INTERVAL_S = 2.0
+
+
+@pytest.fixture
+def stack(tmp_path: Path, redis_url: str, redis_client: redis.Redis) -> Iterator[Stack]:
+    with Stack(tmp_path, redis_url=redis_url, contacts=1500, seed=7,
+               env={"POLL_INTERVAL_S": str(POLL_INTERVAL_S)}) as running:
+        running.start_sandboxes()
+        yield running
+
+
+def start_link(stack: Stack, workers: int = 2) -> None:
+    for n in range(workers):
+        stack.start(f"spotler-worker-{n + 1}", "work", "--queue", "spotler", "--threads", "4")
+    stack.start("afas-producer", "produce", "afas")
+
+
+def test_initial_sync_is_complete_and_correct(stack: Stack, redis_client: redis.Redis) -> None:
+    start_link(stack)
+    wait_for_quiet(stack, redis_client)
+    valid, rejected = afas_expectation(stack)
+    in_spotler = spotler_contacts(stack)
+
+    # Every valid contact is there with the mapped values; nothing else was written.
+    assert set(in_spotler) == set(valid)
+    wrong = {cid: (spotler_values(c), valid[cid].values) for cid, c in in_spotler.items()
+             if spotler_values(c) != valid[cid].values}
+    assert wrong == {}
+    # Every invalid row has a rejection record with its reason.
+    records = {r.contact_id: r for r in RejectionStore(redis_client).list()}
+    assert rejected, "the seed holds invalid rows"
+    for cid, rejection in rejected.items():
+        assert cid in records, cid
+        assert records[cid].reason == rejection.reason
+        assert records[cid].field == rejection.field
+    # Only bulk upserts (and the property catalogue) went to Spotler.
+    routes = stack.spotler("GET", "requests")["routes"]
+    assert set(routes) <= {"POST /contact/list", "GET /contact/properties/list"}
+    assert routes["POST /contact/list"] >= len(valid) / 100
+
+
+def test_second_pass_with_nothing_changed_writes_nothing(stack: Stack, redis_client: redis.Redis) -> None:
+    start_link(stack)
+    wait_for_quiet(stack, redis_client)
+    stack.spotler("DELETE", "requests")
+    stack.start("resync", "resync").wait(120)
+    wait_for_quiet(stack, redis_client)
+    assert stack.spotler("GET", "requests")["routes"].get("POST /contact/list", 0) == 0
+
+
+@pytest.mark.parametrize(
+    ("entity", "key_field", "fields", "prop", "value"),
+    [
+        ("contact", "ContactId", {"EmAd": "nieuw.adres@example.nl"}, "email", "nieuw.adres@example.nl"),
+        ("person", "PersonNo", {"FiNm": "Gerrit-Jan"}, "firstName", "Gerrit-Jan"),
+        ("organisation", "OrganisationId", {"Nm": "Vries & Zonen B.V."}, "organisation", "Vries & Zonen B.V."),
+    ],
+)
+def test_a_change_reaches_spotler_within_one_poll_interval_plus_5s(
+    stack: Stack, redis_client: redis.Redis, entity: str, key_field: str, fields: dict[str, str],
+    prop: str, value: str,
+) -> None:
+    start_link(stack)
+    wait_for_quiet(stack, redis_client)
+    valid, _ = afas_expectation(stack)
+    record = valid[sorted(valid, key=int)[10]]
+    ident = {"ContactId": record.contact_id, "PersonNo": record.person_id,
+             "OrganisationId": record.organisation_id}[key_field]
+    started = time.monotonic()
+    stack.afas("POST", "edit", json={"entity": entity, "id": ident, "fields": fields})
+
+    def arrived() -> bool:
+        return bool(stack.spotler("GET", f"contacts/{record.contact_id}")["properties"].get(prop) == value)
+
+    wait_until(arrived, timeout_s=POLL_INTERVAL_S + 5, interval_s=0.05)
+    print(f"{entity} change arrived after {time.monotonic() - started:.2f}s")
