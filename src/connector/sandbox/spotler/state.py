@@ -25,6 +25,9 @@ class SandboxSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     auth_failure_status: int = 401
     soft_bounces_to_inactive: int | None = None  # None: soft bounces never deactivate
     max_bulk: int = 100
+    # Deduplication on e-mail (an account's default rule): a new externalId with an
+    # e-mail address another contact already has is refused with CONTACT_ALREADY_EXISTS.
+    dedupe_on_email: bool = False
 
 
 class SpotlerState:
@@ -49,6 +52,7 @@ class SpotlerState:
         self.verifier.tolerance_s = settings.timestamp_tolerance_s
         self.verifier.check_nonce = settings.check_nonce
         self.verifier.failure_status = settings.auth_failure_status
+        self.store.dedupe_on_email = settings.dedupe_on_email
 
     def __repr__(self) -> str:
         return f"SpotlerState(contacts={len(self.store)}, keys={len(self.verifier.credentials)})"

@@ -59,6 +59,7 @@ class Store:
     """Contacts, their change index and the bounce log, behind one lock."""
 
     def __init__(self, clock: SandboxClock, catalogue: Iterable[Property] | None = None) -> None:
+        self.dedupe_on_email = False
         self.clock = clock
         self.catalogue = Catalogue(default_catalogue() if catalogue is None else catalogue)
         self._lock = threading.RLock()
@@ -251,6 +252,9 @@ class Store:
             record.api_writes += 1
             return False
         parsed = self.catalogue.parse(contact.properties or {})
+        email = parsed.get("email")
+        if self.dedupe_on_email and isinstance(email, str) and self._email_taken(email.lower()):
+            raise ApiError(400, "CONTACT_ALREADY_EXISTS", "A contact with this e-mail address already exists")
         now = self.clock.now_ms()
         record = ContactRecord(
             external_id=external_id,
@@ -264,6 +268,13 @@ class Store:
         self._contacts[external_id] = record
         self._changes.add(now, external_id, replaces=False)
         return True
+
+    def _email_taken(self, email: str) -> bool:
+        # A scan is fine: the option is for tests of the deduplication rule, not for load.
+        return any(
+            isinstance(r.values.get("email"), str) and str(r.values["email"]).lower() == email
+            for r in self._contacts.values()
+        )
 
     def _write(
         self, record: ContactRecord, properties: Mapping[str, Any], test_group: bool | None,
