@@ -13,7 +13,7 @@ from connector.errors import ConnectorError
 from connector.schemas.events import SpotlerBatch
 from connector.schemas.runs import PollResult
 
-__all__ = ["produce", "rejects", "resync"]
+__all__ = ["conflicts", "produce", "rejects", "resync"]
 
 
 def _afas_producer(ctx: AppContext):  # type: ignore[no-untyped-def]
@@ -32,6 +32,33 @@ def _afas_producer(ctx: AppContext):  # type: ignore[no-untyped-def]
         runtime.redis_client(settings),
         enqueue,
         getconnector=settings.afas_getconnector,
+        spotler=runtime.spotler_client(settings),
+    )
+
+
+def _spotler_producer(ctx: AppContext):  # type: ignore[no-untyped-def]
+    from connector.producers.spotler import SpotlerProducer
+    from connector.schemas.events import AfasChange
+    from connector.workers.actor import send
+    from connector.workers.actors_afas import apply_afas_change
+    from connector.workers.actors_spotler import upsert_batch
+
+    settings = ctx.settings
+
+    def enqueue_afas(change: AfasChange) -> None:
+        send(apply_afas_change, change)
+
+    def enqueue_spotler(batch: SpotlerBatch) -> None:
+        send(upsert_batch, batch)
+
+    return SpotlerProducer(
+        runtime.spotler_client(settings),
+        runtime.afas_client(settings),
+        runtime.mapping(settings),
+        runtime.redis_client(settings),
+        enqueue_afas=enqueue_afas,
+        enqueue_spotler=enqueue_spotler,
+        getconnector=settings.afas_getconnector,
     )
 
 
@@ -46,11 +73,24 @@ def produce() -> None:
 @click.pass_obj
 def produce_afas(ctx: AppContext, once: bool, no_wait: bool) -> None:
     """Poll the AFAS GetConnector every POLL_INTERVAL_S and enqueue Spotler upserts."""
+    _run_producer(ctx, "afas", once, no_wait)
+
+
+@produce.command("spotler")
+@click.option("--once", is_flag=True, help="poll once and exit")
+@click.option("--no-wait", is_flag=True, help="exit (status 3) if another producer holds the lock")
+@click.pass_obj
+def produce_spotler(ctx: AppContext, once: bool, no_wait: bool) -> None:
+    """Poll Spotler's change and bounce feeds every POLL_INTERVAL_S and enqueue AFAS writes."""
+    _run_producer(ctx, "spotler", once, no_wait)
+
+
+def _run_producer(ctx: AppContext, source: str, once: bool, no_wait: bool) -> None:
     from connector.producers.loop import ProducerLock, run_loop
     from connector.state.runs import RunHistory
 
     try:
-        producer = _afas_producer(ctx)
+        producer = _afas_producer(ctx) if source == "afas" else _spotler_producer(ctx)
     except ConnectorError as exc:
         raise click.ClickException(str(exc)) from None
     history = RunHistory(producer.redis)
@@ -62,7 +102,7 @@ def produce_afas(ctx: AppContext, once: bool, no_wait: bool) -> None:
 
     code = run_loop(
         poll,
-        ProducerLock(producer.redis, "afas"),
+        ProducerLock(producer.redis, source),
         interval_s=ctx.settings.poll_interval_s,
         wait_for_lock=not no_wait,
         max_polls=1 if once else None,
@@ -127,3 +167,34 @@ def rejects(ctx: AppContext, limit: int, as_json: bool) -> None:
         click.echo(f"\n{'source':<8} {'contact':<10} {'field':<16} reason")
         for r in records:
             click.echo(f"{r.source:<8} {r.contact_id or '-':<10} {r.field:<16} {r.reason}")
+
+
+@click.command()
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def conflicts(ctx: AppContext, limit: int, as_json: bool) -> None:
+    """Settled conflicts: contact, field, both values, the rule and the outcome (newest first)."""
+    import msgspec
+
+    from connector.state.conflicts import ConflictStore
+
+    store = ConflictStore(runtime.redis_client(ctx.settings))
+    records = store.list(limit=limit)
+    if as_json:
+        click.echo(json.dumps(msgspec.to_builtins(records), indent=2))
+        return
+    click.echo(f"{store.count()} settled conflicts")
+    for rule, n in store.by_rule().most_common():
+        click.echo(f"  {n:>6}  {rule}")
+    if records:
+        click.echo(f"\n{'contact':<10} {'field':<16} {'rule':<14} {'winner':<8} afas → spotler")
+        for r in records:
+            c = r.conflict
+            click.echo(f"{c.contact_id:<10} {c.field:<16} {c.rule:<14} {c.winner:<8} "
+                       f"{_shown(c.field, c.afas_value)} → {_shown(c.field, c.spotler_value)}")
+
+
+def _shown(field: str, value: object) -> str:
+    """Values are shown, except e-mail addresses (personal data stays out of terminals and logs)."""
+    return "<e-mail>" if field == "email" and value else repr(value)

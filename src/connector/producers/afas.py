@@ -19,15 +19,20 @@ from typing import Any
 
 import redis
 
-from connector.clients.afas import AfasClient, page_size_for
+from connector.clients.afas import AfasClient, page_size_for, parse_afas_datetime
 from connector.clients.afas_filter import Condition, Filter, Op
-from connector.schemas.events import ContactChange, SpotlerBatch
+from connector.clients.spotler import SpotlerClient
+from connector.schemas.events import ContactChange, SpotlerBatch, Value
 from connector.schemas.mapping import Mapping
 from connector.schemas.runs import PollResult
 from connector.state.agreed import AgreedStore
+from connector.state.conflicts import ConflictStore
 from connector.state.cursors import CursorStore
 from connector.state.rejections import RejectionStore
+from connector.state.seen import SeenStore, SeenValues
 from connector.sync.diff import change_key, diff
+from connector.sync.from_spotler import spotler_values
+from connector.sync.merge import decide
 from connector.sync.rows import ContactRecord, Rejection, decode_row
 
 __all__ = ["BATCH_SIZE", "AfasProducer", "PollResult"]
@@ -51,6 +56,8 @@ class AfasProducer:
         getconnector: str,
         lookback_s: float = 3900.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        spotler: SpotlerClient | None = None,
+        spotler_overlap_s: float = 120.0,
     ) -> None:
         self.client = client
         self.mapping = mapping
@@ -59,9 +66,13 @@ class AfasProducer:
         self.getconnector = getconnector
         self.lookback = timedelta(seconds=lookback_s)
         self.clock = clock
+        self.spotler = spotler
+        self.spotler_overlap = timedelta(seconds=spotler_overlap_s)
         self.cursor = CursorStore(redis_client, "afas")
         self.agreed = AgreedStore(redis_client)
         self.rejections = RejectionStore(redis_client)
+        self.seen = SeenStore(redis_client)
+        self.conflicts = ConflictStore(redis_client)
 
     def _filter(self, since: datetime | None) -> Filter | None:
         if since is None:
@@ -90,6 +101,7 @@ class AfasProducer:
             cursor_from=since.isoformat() if since else None,
         )
         t0 = time.perf_counter()
+        self._look_at_spotler(started)
         batch: list[ContactChange] = []
         for rows in self._pages(since):
             batch = self._handle_page(rows, batch, result)
@@ -107,6 +119,24 @@ class AfasProducer:
             result.enqueued_messages, result.duration_s,
         )
         return result
+
+    def _look_at_spotler(self, now: datetime) -> None:
+        """Note Spotler edits the Spotler producer has not handled yet, so a change made on
+        both sides is settled by the merge rules whichever producer polls first."""
+        if self.spotler is None:
+            return
+        since = CursorStore(self.redis, "spotler").get() or now
+        edited: list[tuple[str, SeenValues]] = []
+        for contact in self.spotler.iter_updates(since - self.spotler_overlap, now):
+            edited.append((contact.externalId, SeenValues(spotler_values(contact, self.mapping),
+                                                          contact.lastChanged or 0)))
+        if not edited:
+            return
+        agreed = self.agreed.get_many([cid for cid, _ in edited])
+        self.seen.put_many(
+            (cid, seen) for (cid, seen), before in zip(edited, agreed, strict=True)
+            if before is not None and diff(seen.values, before)
+        )
 
     def _handle_page(
         self, rows: list[dict[str, Any]], batch: list[ContactChange], result: PollResult
@@ -128,10 +158,12 @@ class AfasProducer:
             "afas", [r.contact_id for r in records],
             [keys.contact_id, keys.person_id, keys.organisation_id, keys.email],
         )
-        agreed = self.agreed.get_many([r.contact_id for r in records])
+        ids = [r.contact_id for r in records]
+        agreed = self.agreed.get_many(ids)
+        seen = self.seen.get_many(ids)
         changes: list[ContactChange] = []
-        for record, before in zip(records, agreed, strict=True):
-            delta = diff(record.values, before)
+        for record, before, spotler in zip(records, agreed, seen, strict=True):
+            delta = self._to_spotler(record, before, spotler)
             if not delta:
                 result.unchanged += 1
                 continue
@@ -155,6 +187,22 @@ class AfasProducer:
             self._flush(batch[:BATCH_SIZE], result)
             batch = batch[BATCH_SIZE:]
         return batch
+
+    def _to_spotler(
+        self, record: ContactRecord, before: dict[str, Value] | None, spotler: SeenValues | None
+    ) -> dict[str, Value]:
+        """What Spotler must take from this row, settling fields Spotler changed too."""
+        if spotler is None and before is not None and not record.blocked:
+            return diff(record.values, before)  # the common case: Spotler has not moved
+        decision = decide(
+            record.contact_id, self.mapping, agreed=before, afas=record.values,
+            spotler=spotler.values if spotler else None, blocked=record.blocked,
+            afas_time=parse_afas_datetime(record.modified).timestamp() if record.modified else 0.0,
+            spotler_time=spotler.last_changed / 1000 if spotler else 0.0,
+        )
+        if decision.conflicts:
+            self.conflicts.add_many(decision.conflicts)
+        return decision.to_spotler
 
     def _not_pending(self, changes: list[ContactChange]) -> list[ContactChange]:
         """Skip changes already enqueued by an earlier poll and not yet written."""

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "AfasChange",
     "ContactChange",
     "Event",
     "SpotlerBatch",
@@ -44,7 +45,20 @@ class SpotlerBatch(msgspec.Struct, frozen=True, kw_only=True, tag="spotler_batch
     attempt: int = 0
 
 
-Event = ContactChange | SpotlerBatch
+class AfasChange(msgspec.Struct, frozen=True, kw_only=True, tag="afas_change"):
+    """What changed in Spotler for one contact and must go back to AFAS (winners only)."""
+
+    contact_id: str
+    person_id: str
+    organisation_id: str
+    changes: dict[str, Value]
+    key: str
+    last_changed: int = 0
+    bounce: str | None = None
+    new_agreed: dict[str, Value] = msgspec.field(default_factory=dict)
+
+
+Event = ContactChange | SpotlerBatch | AfasChange
 
 
 def to_builtins(event: Event) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import redis
 from connector.clients.spotler import SpotlerClient
 from connector.schemas.events import ContactChange
 from connector.state.agreed import AgreedStore
+from connector.state.seen import SeenStore
 from connector.sync.to_spotler import contact_for
 from connector.workers.idempotency import Claim, ClaimOutcome, IdempotencyStore
 
@@ -86,9 +87,14 @@ def write_batch(
             outcome.retry.append(change)
             claims.release(leases[change.key])
     # Agreed state first, then "done": a crash in between only costs a repeated write.
-    agreed.merge_many((c.contact_id, c.changes) for c in outcome.written)
+    agreed.merge_many(
+        (c.contact_id, {**c.changes, "_person": c.person_id, "_organisation": c.organisation_id})
+        for c in outcome.written
+    )
     for change in outcome.written:
         claims.done(change.key)
+    # Spotler now holds the agreed values: edits noted from its feed are settled or will reappear.
+    SeenStore(redis_client).forget(c.contact_id for c in outcome.written)
     done_keys = [f"connector:pending:{c.key}" for c in outcome.written + outcome.rejected_changes()]
     if done_keys:
         redis_client.delete(*done_keys)

@@ -1,0 +1,68 @@
+"""Settled conflicts: contact, field, both values, the rule and the outcome."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import cast
+
+import msgspec
+import redis
+
+from connector.state.keys import PREFIX
+from connector.sync.merge import Conflict
+
+__all__ = ["ConflictRecord", "ConflictStore"]
+
+_HASH = f"{PREFIX}:conflicts"
+_BY_TIME = f"{PREFIX}:conflicts:t"
+
+
+class ConflictRecord(msgspec.Struct, frozen=True, kw_only=True):
+    conflict: Conflict
+    at: float
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(ConflictRecord).decode
+
+
+class ConflictStore:
+    """One record per distinct conflict (both producers may see the same one)."""
+
+    def __init__(self, client: redis.Redis, retention_s: float = 30 * 86400) -> None:
+        self.client = client
+        self.retention_s = retention_s
+
+    @staticmethod
+    def _member(c: Conflict) -> str:
+        digest = hashlib.blake2b(msgspec.json.encode([c.afas_value, c.spotler_value]), digest_size=6).hexdigest()
+        return f"{c.contact_id}:{c.field}:{digest}"
+
+    def add_many(self, conflicts: Iterable[Conflict], now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        added = 0
+        for conflict in conflicts:
+            member = self._member(conflict)
+            if self.client.hsetnx(_HASH, member, _encode(ConflictRecord(conflict=conflict, at=now))):
+                self.client.zadd(_BY_TIME, {member: now})
+                added += 1
+        cutoff = now - self.retention_s
+        old = cast(list[bytes], self.client.zrangebyscore(_BY_TIME, "-inf", cutoff))
+        if old:
+            self.client.hdel(_HASH, *old)
+            self.client.zrem(_BY_TIME, *old)
+        return added
+
+    def list(self, limit: int | None = None) -> list[ConflictRecord]:
+        members = cast(list[bytes], self.client.zrevrange(_BY_TIME, 0, (limit or 0) - 1))
+        raw = self.client.hmget(_HASH, members) if members else []
+        return [_decode(r) for r in raw if r is not None]
+
+    def by_rule(self) -> Counter[str]:
+        return Counter(r.conflict.rule for r in self.list())
+
+    def count(self) -> int:
+        return int(self.client.hlen(_HASH))

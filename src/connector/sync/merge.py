@@ -1,0 +1,123 @@
+"""Decide, field by field, what each side must take: diff, merge and conflict rules.
+
+Inputs are the values both sides last agreed on and each side's current
+values (in Spotler-side names). A field changed on one side only goes to the
+other side; changed on both sides to different values it is a conflict, settled
+by the field's owner rule (``afas``, ``spotler``, ``newest``), except that an
+opt-out (a permission bit turned off) always wins over a stale opt-in, and a
+blocked AFAS contact keeps every permission bit off. Fields that may not go
+back to AFAS (no write-back target) never produce an AFAS write; a Spotler edit
+of such a field is left alone until AFAS changes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping as MappingT
+
+import msgspec
+
+from connector.schemas.events import Value
+from connector.schemas.mapping import FieldMap, Mapping
+
+__all__ = ["Conflict", "Decision", "decide"]
+
+
+class Conflict(msgspec.Struct, frozen=True, kw_only=True):
+    """A field changed on both sides since they last agreed, and how it was settled."""
+
+    contact_id: str
+    field: str
+    afas_value: Value
+    spotler_value: Value
+    agreed_value: Value
+    rule: str
+    winner: str
+    value: Value
+
+
+class Decision(msgspec.Struct, kw_only=True):
+    to_spotler: dict[str, Value] = msgspec.field(default_factory=dict)
+    to_afas: dict[str, Value] = msgspec.field(default_factory=dict)
+    agreed: dict[str, Value] = msgspec.field(default_factory=dict)
+    conflicts: list[Conflict] = msgspec.field(default_factory=list)
+    ignored: list[str] = msgspec.field(default_factory=list)  # Spotler edits that may not go back
+
+
+def _writable(field: FieldMap) -> bool:
+    return field.target is not None and field.type != "tablelink"
+
+
+def _settle(
+    field: FieldMap, afas: Value, spotler: Value, afas_time: float, spotler_time: float
+) -> tuple[str, str]:
+    """(rule, winner side) for a true conflict."""
+    if field.permission_bit is not None and (afas is False or spotler is False):
+        return "opt-out wins", "afas" if afas is False else "spotler"
+    if not _writable(field):
+        return "one-way field", "afas"
+    if field.owner == "newest":
+        return "newest", "spotler" if spotler_time > afas_time else "afas"
+    return f"owner {field.owner}", field.owner
+
+
+def decide(
+    contact_id: str,
+    mapping: Mapping,
+    *,
+    agreed: MappingT[str, Value] | None,
+    afas: MappingT[str, Value],
+    spotler: MappingT[str, Value] | None,
+    blocked: bool = False,
+    afas_time: float = 0.0,
+    spotler_time: float = 0.0,
+) -> Decision:
+    """What to write where. ``spotler=None`` means Spotler has not changed since ``agreed``."""
+    decision = Decision()
+    base: MappingT[str, Value] = agreed or {}
+    for field in mapping.fields:
+        name = field.name
+        known = agreed is not None and name in base
+        a = base.get(name)
+        x = afas.get(name)
+        s = spotler.get(name, a) if spotler is not None else a
+        if blocked and field.permission_bit is not None:
+            x = False  # unmailable while blocked, whatever either side says
+        if not known and spotler is None:
+            # Never synced: AFAS is the source; Spotler learns every non-empty value and every bit.
+            if x is not None or field.permission_bit is not None:
+                decision.to_spotler[name] = x
+            decision.agreed[name] = x
+            continue
+        if x == s:
+            decision.agreed[name] = x
+            continue
+        afas_changed = x != a
+        spotler_changed = s != a
+        if blocked and field.permission_bit is not None:
+            decision.to_spotler[name] = False
+            decision.agreed[name] = False
+            continue
+        if afas_changed and not spotler_changed:
+            decision.to_spotler[name] = x
+            decision.agreed[name] = x
+            continue
+        if spotler_changed and not afas_changed:
+            if _writable(field):
+                decision.to_afas[name] = s
+                decision.agreed[name] = s
+            else:
+                decision.ignored.append(name)
+                decision.agreed[name] = a
+            continue
+        rule, winner = _settle(field, x, s, afas_time, spotler_time)
+        value = x if winner == "afas" else s
+        decision.conflicts.append(
+            Conflict(contact_id=contact_id, field=name, afas_value=x, spotler_value=s, agreed_value=a,
+                     rule=rule, winner=winner, value=value)
+        )
+        if value != s:
+            decision.to_spotler[name] = value
+        if value != x and _writable(field):
+            decision.to_afas[name] = value
+        decision.agreed[name] = value
+    return decision
