@@ -1,8 +1,9 @@
-"""Shared fixtures: a real Redis (REDIS_URL, or the embedded one) and the sandboxes."""
+"""Shared fixtures: a real Redis (REDIS_URL, or an embedded server) for every test."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,17 +12,30 @@ import redis
 
 from connector.embedded_redis import EmbeddedRedis
 
+_SERVER = pytest.StashKey[EmbeddedRedis]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The broker module builds the global broker from REDIS_URL at import time, during
+    # collection, before any fixture runs: without REDIS_URL, start an embedded Redis now.
+    if os.environ.get("REDIS_URL"):
+        return
+    server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="connector-test-redis-")))
+    os.environ["REDIS_URL"] = server.ensure_running()
+    config.stash[_SERVER] = server
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    server = config.stash.get(_SERVER, None)
+    if server is not None:
+        server.stop()
+        os.environ.pop("REDIS_URL", None)
+
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """REDIS_URL when set (the suite flushes that database), else an embedded server."""
-    url = os.environ.get("REDIS_URL")
-    if url:
-        yield url
-        return
-    server = EmbeddedRedis(Path(tmp_path_factory.mktemp("redis")))
-    yield server.ensure_running()
-    server.stop()
+def redis_url() -> str:
+    """REDIS_URL when set (the suite flushes that database), else the embedded server."""
+    return os.environ["REDIS_URL"]
 
 
 @pytest.fixture

@@ -51,9 +51,14 @@ def spotler_values(contact: dict[str, Any]) -> dict[str, Value]:
     return values
 
 
-def wait_for_quiet(stack: Stack, client: redis.Redis, *, polls_after: int = 1, timeout_s: float = 300) -> None:
-    """Wait until the producer finished ``polls_after`` more polls and the queue is drained."""
+def wait_for_quiet(
+    stack: Stack, client: redis.Redis, *, polls_after: int = 1, timeout_s: float = 300,
+    sources: tuple[str, ...] = ("afas",),
+) -> None:
+    """Wait until each producer finished ``polls_after`` more polls and the queues are drained."""
     history = RunHistory(client)
-    seen = len(history.latest("afas", limit=10_000))
-    wait_until(lambda: len(history.latest("afas", limit=10_000)) >= seen + polls_after, timeout_s)
-    wait_until(lambda: outstanding(client, "spotler") == 0, timeout_s, interval_s=0.2)
+    for source in sources:
+        seen = len(history.latest(source, limit=10_000))
+        wait_until(lambda s=source, n=seen: len(history.latest(s, limit=10_000)) >= n + polls_after,  # type: ignore[misc]
+                   timeout_s)
+    wait_until(lambda: outstanding(client, "spotler") + outstanding(client, "afas") == 0, timeout_s, interval_s=0.2)

@@ -15,6 +15,7 @@ from connector.cli.sandbox import sandbox
 from connector.cli.work import work
 from connector.errors import ConfigError
 from connector.settings import Settings
+from connector.workers.launcher import install_log_redaction
 
 __all__ = ["cli", "main"]
 
@@ -36,6 +37,7 @@ def cli(ctx: click.Context) -> None:
     # One line per event of our own; the HTTP library's per-request lines are noise (and carry URLs).
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    install_log_redaction()
     ctx.obj = AppContext(settings=settings)
 
 
