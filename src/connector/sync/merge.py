@@ -7,7 +7,7 @@ by the field's owner rule (``afas``, ``spotler``, ``newest``), except that an
 opt-out (a permission bit turned off) always wins over a stale opt-in, and a
 blocked AFAS contact keeps every permission bit off. Fields that may not go
 back to AFAS (no write-back target) never produce an AFAS write; a Spotler edit
-of such a field is left alone until AFAS changes it.
+of such a field is undone in Spotler, since AFAS owns it.
 """
 
 from __future__ import annotations
@@ -106,8 +106,10 @@ def decide(
                 decision.to_afas[name] = s
                 decision.agreed[name] = s
             else:
+                # AFAS owns one-way fields: its value is put back in Spotler, nothing goes to AFAS.
                 decision.ignored.append(name)
-                decision.agreed[name] = a
+                decision.to_spotler[name] = x
+                decision.agreed[name] = x
             continue
         rule, winner = _settle(field, x, s, afas_time, spotler_time)
         value = x if winner == "afas" else s
