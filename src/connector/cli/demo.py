@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import redis
@@ -62,8 +63,11 @@ def _run(stack: Stack, workers: int, keep: bool) -> None:
     _say(f"Spotler   {env['SPOTLER_BASE_URL']}")
     for n in range(workers):
         stack.start(f"spotler-worker-{n + 1}", "work", "--queue", "spotler", "--threads", "4")
+    stack.start("afas-worker", "work", "--queue", "afas", "--threads", "4")
     stack.start("afas-producer", "produce", "afas")
-    _say(f"processes afas-producer, {workers} x spotler-worker (separate OS processes)\n")
+    stack.start("spotler-producer", "produce", "spotler")
+    _say(f"processes afas-producer, spotler-producer, {workers} x spotler-worker, afas-worker "
+         "(separate OS processes)\n")
 
     history = RunHistory(client)
     t0 = time.monotonic()
@@ -82,16 +86,21 @@ def _run(stack: Stack, workers: int, keep: bool) -> None:
     click.echo("")
     _say(f"initial sync: {synced()} contacts written to Spotler in {time.monotonic() - t0:.1f}s\n")
 
-    _show_edits(stack, client)
+    contact = _first_synced(stack)
+    _show_edits(stack, contact)
+    _show_write_back(stack, client, contact)
 
     rejections = RejectionStore(client)
     last = history.last("afas")
     _say("\nsummary")
-    _say(f"  synced to Spotler      {synced()}")
+    _say(f"  contacts in Spotler    {len(stack.spotler('GET', 'contacts'))}")
+    _say(f"  contact writes         {synced()} (initial sync plus the edits)")
     _say(f"  unchanged (last poll)  {last.unchanged if last else 0}")
     _say(f"  rejected               {rejections.count()}")
     for reason, n in rejections.by_reason().most_common():
         _say(f"    {n:>5}  {reason}")
+    _say(f"  written back to AFAS   {int(client.hget('connector:counters', 'afas_changes_written') or 0)}")
+    _say(f"  conflicts settled      {_conflicts(client)}")
     _say(f"  dead letters           {_dead_letters(client)}")
     _say(f"  Spotler requests       {stack.spotler('GET', 'requests')['total']}")
     if keep:
@@ -109,8 +118,7 @@ def _say_progress(done: int, expected: int, elapsed: float) -> None:
     click.echo(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{expected}  {elapsed:5.1f}s", nl=False)
 
 
-def _show_edits(stack: Stack, client: redis.Redis) -> None:
-    contact = _first_synced(stack)
+def _show_edits(stack: Stack, contact: dict[str, Any]) -> None:
     cid = contact["ContactId"]
     edits = [
         ("contact e-mail", "contact", cid, {"EmAd": f"demo.{cid}@example.nl"}, "email", f"demo.{cid}@example.nl"),
@@ -131,18 +139,58 @@ def _show_edits(stack: Stack, client: redis.Redis) -> None:
         _say(f"  → in Spotler after {time.monotonic() - t0:.1f}s")
 
 
-def _first_synced(stack: Stack) -> dict[str, object]:
-    for cid in range(1, 200):
-        try:
-            row: dict[str, object] = stack.afas("GET", f"contacts/{cid}")
-        except Exception:  # noqa: S112 - ids are not dense; try the next one
-            continue
-        if row and stack.spotler("GET", f"contacts/{cid}"):
+def _first_synced(stack: Stack) -> dict[str, Any]:
+    """A contact that is in Spotler and subscribed to the newsletter."""
+    for contact in sorted(stack.spotler("GET", "contacts"), key=lambda c: int(c["externalId"])):
+        bits = {p["bit"]: p["enabled"] for p in contact["properties"].get("permissions", [])}
+        if bits.get(1):
+            row: dict[str, Any] = stack.afas("GET", f"contacts/{contact['externalId']}")
             return row
-    raise click.ClickException("no synced contact found among the first ids")
+    raise click.ClickException("no synced contact with the newsletter on")
+
+
+def _spotler_writes(stack: Stack) -> int:
+    routes = stack.spotler("GET", "requests")["routes"]
+    return sum(int(routes.get(r, 0)) for r in ("POST /contact/list", "POST /contact", "PUT /contact/{id}"))
+
+
+def _show_write_back(stack: Stack, client: redis.Redis, contact: dict[str, Any]) -> None:
+    cid = contact["ContactId"]
+    _say("")
+    writes_before = _spotler_writes(stack)
+    contact_writes_before = int(stack.spotler("GET", f"contacts/{cid}")["apiWrites"])
+    changes: list[tuple[str, str, dict[str, Any], str, object]] = [
+        ("unsubscribe from the newsletter", "unsubscribe", {"externalId": str(cid), "bit": 1},
+         "Newsletter", False),
+        ("profile edit of the last name", "edit", {"externalId": str(cid), "properties": {"lastName": "Van Dijk"}},
+         "LastName", "Van Dijk"),
+    ]
+    for label, path, body, column, value in changes:
+        t0 = time.monotonic()
+        stack.spotler("POST", path, json=body)
+        _say(f"Spotler: {label} of contact {cid}")
+        wait_until(lambda c=column, v=value: stack.afas("GET", f"contacts/{cid}").get(c) == v,
+                   timeout_s=120, interval_s=0.2)
+        _say(f"  → in AFAS after {time.monotonic() - t0:.1f}s")
+    history = RunHistory(client)
+    for source in ("afas", "spotler"):  # two more polls of each side: an echo would show now
+        seen = len(history.latest(source, 1000))
+        wait_until(lambda s=source, n=seen: len(history.latest(s, 1000)) >= n + 2, timeout_s=120)
+    wait_until(lambda: outstanding(client, "spotler") + outstanding(client, "afas") == 0, timeout_s=120)
+    echoes = int(stack.spotler("GET", f"contacts/{cid}")["apiWrites"]) - contact_writes_before
+    others = _spotler_writes(stack) - writes_before
+    _say(f"  after two more polls of each side: {echoes} write(s) back to contact {cid} in Spotler (no echo)")
+    if others:
+        _say(f"  {others} Spotler write(s) carried the new last name to the person's other contact(s)")
 
 
 def _dead_letters(client: redis.Redis) -> int:
     from connector.workers.dead_letters import DeadLetterStore
 
     return DeadLetterStore(client).count()
+
+
+def _conflicts(client: redis.Redis) -> int:
+    from connector.state.conflicts import ConflictStore
+
+    return ConflictStore(client).count()

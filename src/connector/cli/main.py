@@ -35,7 +35,7 @@ def cli(ctx: click.Context) -> None:
         stream=sys.stderr,
     )
     # One line per event of our own; the HTTP library's per-request lines are noise (and carry URLs).
-    for noisy in ("httpx", "httpcore"):
+    for noisy in ("httpx", "httpcore", "oauthlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     install_log_redaction()
     ctx.obj = AppContext(settings=settings)

@@ -167,6 +167,7 @@ class AfasProducer:
             if not delta:
                 result.unchanged += 1
                 continue
+            log.debug("contact %s: %s to Spotler", record.contact_id, ", ".join(sorted(delta)))
             changes.append(
                 ContactChange(
                     contact_id=record.contact_id,

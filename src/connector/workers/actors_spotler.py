@@ -85,6 +85,11 @@ def upsert_batch(batch: SpotlerBatch) -> None:
             entity_key=f"contact:{change.contact_id}",
         )
     again = outcome.retry + outcome.busy
+    log.info(
+        "batch %s attempt %d (%s): written=%d duplicates=%d rejected=%d busy=%d retry=%d",
+        batch.run_id, batch.attempt, _entity(batch), len(outcome.written), len(outcome.duplicates),
+        len(outcome.rejected), len(outcome.busy), len(outcome.retry),
+    )
     if not again:
         return
     if batch.attempt + 1 >= MAX_ITEM_ATTEMPTS:
@@ -101,7 +106,3 @@ def upsert_batch(batch: SpotlerBatch) -> None:
         delay_ms = min(60_000, 1000 * 2 ** batch.attempt)
         send(upsert_batch, SpotlerBatch(changes=again, run_id=batch.run_id, attempt=batch.attempt + 1),
              delay_ms=delay_ms)
-    log.info(
-        "batch %s: written=%d duplicates=%d rejected=%d again=%d",
-        batch.run_id, len(outcome.written), len(outcome.duplicates), len(outcome.rejected), len(again),
-    )
