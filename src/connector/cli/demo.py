@@ -8,6 +8,7 @@ each one arriving in Spotler, then prints a summary and exits 0.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 from pathlib import Path
@@ -169,13 +170,12 @@ def _show_write_back(stack: Stack, client: redis.Redis, contact: dict[str, Any])
         t0 = time.monotonic()
         stack.spotler("POST", path, json=body)
         _say(f"Spotler: {label} of contact {cid}")
-        wait_until(lambda c=column, v=value: stack.afas("GET", f"contacts/{cid}").get(c) == v,
-                   timeout_s=120, interval_s=0.2)
+        wait_until(functools.partial(_afas_has, stack, cid, column, value), timeout_s=120, interval_s=0.2)
         _say(f"  → in AFAS after {time.monotonic() - t0:.1f}s")
     history = RunHistory(client)
     for source in ("afas", "spotler"):  # two more polls of each side: an echo would show now
         seen = len(history.latest(source, 1000))
-        wait_until(lambda s=source, n=seen: len(history.latest(s, 1000)) >= n + 2, timeout_s=120)
+        wait_until(functools.partial(_polled, history, source, seen + 2), timeout_s=120)
     wait_until(lambda: outstanding(client, "spotler") + outstanding(client, "afas") == 0, timeout_s=120)
     echoes = int(stack.spotler("GET", f"contacts/{cid}")["apiWrites"]) - contact_writes_before
     others = _spotler_writes(stack) - writes_before
@@ -194,3 +194,11 @@ def _conflicts(client: redis.Redis) -> int:
     from connector.state.conflicts import ConflictStore
 
     return ConflictStore(client).count()
+
+
+def _afas_has(stack: Stack, cid: object, column: str, value: object) -> bool:
+    return bool(stack.afas("GET", f"contacts/{cid}").get(column) == value)
+
+
+def _polled(history: RunHistory, source: str, runs: int) -> bool:
+    return len(history.latest(source, 1000)) >= runs
