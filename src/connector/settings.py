@@ -57,6 +57,9 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "AFAS_MAX_PARALLEL": ("4", "AFAS calls in flight at once across all processes (AFAS allows 8)"),
     "HTTP_TIMEOUT_S": ("30", "timeout of one HTTP call to AFAS or Spotler"),
     "LOG_LEVEL": ("INFO", "DEBUG, INFO, WARNING or ERROR"),
+    "PORT": ("8000", "port of `connector web` (the platform sets it)"),
+    "STATUS_TOKEN": (None, "bearer token (or ?token=) for the status page and /metrics; unset = they answer 403"),
+    "STATUS_MAX_LAG_S": ("900", "`connector status` fails when a producer's last good poll is older than this"),
 }
 
 
@@ -78,6 +81,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     afas_max_parallel: int = 4
     http_timeout_s: float = 30.0
     log_level: str = "INFO"
+    port: int = 8000
+    status_token: Secret | None = None
+    status_max_lag_s: float = 900.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -124,6 +130,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             afas_max_parallel=int(number("AFAS_MAX_PARALLEL", int, 1)),
             http_timeout_s=float(number("HTTP_TIMEOUT_S", float, 0.1)),
             log_level=level,
+            port=int(number("PORT", int, 1)),
+            status_token=Secret(status_token) if (status_token := get("STATUS_TOKEN")) else None,
+            status_max_lag_s=float(number("STATUS_MAX_LAG_S", float, 1)),
         )
 
     def require(self, *names: str) -> None:
