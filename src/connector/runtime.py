@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
 import redis
 
 from connector.clients.afas import AfasClient
@@ -10,7 +15,25 @@ from connector.embedded_redis import redis_url_for
 from connector.schemas.mapping import Mapping, load_mapping
 from connector.settings import Settings
 
-__all__ = ["afas_client", "mapping", "redis_client", "resolved_redis_url", "spotler_client"]
+__all__ = ["afas_client", "mapping", "once", "redis_client", "resolved_redis_url", "spotler_client"]
+
+T = TypeVar("T")
+
+
+def once(build: Callable[[], T]) -> Callable[[], T]:
+    """Build a process's long-lived objects on first use, once, even with many worker threads."""
+    lock = threading.Lock()
+    built: list[T] = []
+
+    @functools.wraps(build)
+    def get() -> T:
+        if not built:
+            with lock:
+                if not built:
+                    built.append(build())
+        return built[0]
+
+    return get
 
 
 def resolved_redis_url(settings: Settings) -> str:

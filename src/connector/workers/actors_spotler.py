@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 
 import msgspec
@@ -36,7 +35,7 @@ class _Deps(msgspec.Struct, frozen=True):
     all_bits: tuple[int, ...]
 
 
-@functools.cache
+@runtime.once
 def _deps() -> _Deps:
     """Built once per worker process, on its first message."""
     settings = Settings.from_env()
