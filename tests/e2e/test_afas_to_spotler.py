@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import redis
+from tests.e2e.helpers import afas_expectation, spotler_contacts, spotler_values, wait_for_quiet
 
 from connector.stack import Stack, wait_until
 from connector.state.rejections import RejectionStore
-from tests.e2e.helpers import afas_expectation, spotler_contacts, spotler_values, wait_for_quiet
 
 pytestmark = pytest.mark.e2e
 

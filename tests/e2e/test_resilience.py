@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import redis
+from tests.e2e.helpers import afas_expectation, spotler_contacts, spotler_values, wait_for_quiet
 
 from connector.stack import Stack, wait_until
 from connector.workers.dead_letters import DeadLetterStore
-from tests.e2e.helpers import afas_expectation, spotler_contacts, spotler_values, wait_for_quiet
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +47,9 @@ def assert_complete_and_correct(stack: Stack) -> dict[str, dict[str, object]]:
     return in_spotler
 
 
-def test_kill_9_of_a_worker_mid_sync_loses_nothing(make_stack: Callable[..., Stack], redis_client: redis.Redis) -> None:
+def test_kill_9_of_a_worker_mid_sync_loses_nothing(
+    make_stack: Callable[..., Stack], redis_client: redis.Redis
+) -> None:
     stack = make_stack(20_000, SPOTLER_RATE_PER_S="25")
     threads = 4
     victim = stack.start("spotler-worker-1", "work", "--queue", "spotler", "--threads", str(threads))
@@ -67,7 +69,9 @@ def test_kill_9_of_a_worker_mid_sync_loses_nothing(make_stack: Callable[..., Sta
     assert all(int(c["apiWrites"]) <= 2 for c in in_spotler.values())
 
 
-def test_double_sigterm_finishes_in_flight_work_within_25s(make_stack: Callable[..., Stack], redis_client: redis.Redis) -> None:
+def test_double_sigterm_finishes_in_flight_work_within_25s(
+    make_stack: Callable[..., Stack], redis_client: redis.Redis
+) -> None:
     stack = make_stack(3000)
     stack.spotler("PUT", "faults", json={"latency_ms": 400})
     victim = stack.start("spotler-worker-1", "work", "--queue", "spotler", "--threads", "4")
@@ -88,7 +92,9 @@ def test_double_sigterm_finishes_in_flight_work_within_25s(make_stack: Callable[
     assert DeadLetterStore(redis_client).count() == 0
 
 
-def test_faults_converge_and_invalid_records_replay_after_the_fix(make_stack: Callable[..., Stack], redis_client: redis.Redis) -> None:
+def test_faults_converge_and_invalid_records_replay_after_the_fix(
+    make_stack: Callable[..., Stack], redis_client: redis.Redis
+) -> None:
     stack = make_stack(2000, SPOTLER_RATE_PER_S="200")
     # Spotler's account deduplicates on e-mail: of two AFAS contacts sharing one address,
     # the second is refused. That is the genuinely invalid record here.

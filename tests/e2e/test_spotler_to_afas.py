@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 import redis
+from tests.e2e.helpers import afas_expectation, wait_for_quiet
 
 from connector.stack import Stack, wait_until
 from connector.state.conflicts import ConflictStore
-from tests.e2e.helpers import afas_expectation, wait_for_quiet
 
 pytestmark = pytest.mark.e2e
 

@@ -33,14 +33,17 @@ def test_echo_of_our_own_write_is_suppressed() -> None:
     # We wrote lastName=Bergh to Spotler and the agreed state says so; the feed shows it back.
     agreed = {**AGREED, "lastName": "Bergh"}
     d = decide("1", MAPPING, agreed=agreed, afas=agreed, spotler=agreed)
-    assert d.to_afas == {} and d.to_spotler == {}
+    assert d.to_afas == {}
+    assert d.to_spotler == {}
 
 
 def test_one_sided_changes_go_to_the_other_side() -> None:
     d = decide("1", MAPPING, agreed=AGREED, afas=AGREED, spotler={**AGREED, "permissions.1": False})
-    assert d.to_afas == {"permissions.1": False} and d.to_spotler == {}
+    assert d.to_afas == {"permissions.1": False}
+    assert d.to_spotler == {}
     d = decide("1", MAPPING, agreed=AGREED, afas={**AGREED, "lastName": "Smit"}, spotler=None)
-    assert d.to_spotler == {"lastName": "Smit"} and d.to_afas == {}
+    assert d.to_spotler == {"lastName": "Smit"}
+    assert d.to_afas == {}
 
 
 def test_one_way_fields_never_go_back_and_are_restored_in_spotler() -> None:
@@ -54,13 +57,16 @@ def test_owner_rules_settle_conflicts() -> None:
     afas = {**AGREED, "customerType": "Prospect"}
     spotler = {**AGREED, "customerType": "Partner"}
     d = decide("1", MAPPING, agreed=AGREED, afas=afas, spotler=spotler)  # owner afas
-    assert d.to_spotler == {"customerType": "Prospect"} and d.to_afas == {}
+    assert d.to_spotler == {"customerType": "Prospect"}
+    assert d.to_afas == {}
     assert [(c.field, c.rule, c.winner) for c in d.conflicts] == [("customerType", "owner afas", "afas")]
     afas, spotler = {**AGREED, "lastName": "A"}, {**AGREED, "lastName": "S"}  # owner newest
     d = decide("1", MAPPING, agreed=AGREED, afas=afas, spotler=spotler, afas_time=10, spotler_time=20)
-    assert d.to_afas == {"lastName": "S"} and d.conflicts[0].winner == "spotler"
+    assert d.to_afas == {"lastName": "S"}
+    assert d.conflicts[0].winner == "spotler"
     d = decide("1", MAPPING, agreed=AGREED, afas=afas, spotler=spotler, afas_time=30, spotler_time=20)
-    assert d.to_spotler == {"lastName": "A"} and d.conflicts[0].winner == "afas"
+    assert d.to_spotler == {"lastName": "A"}
+    assert d.conflicts[0].winner == "afas"
 
 
 def test_an_opt_out_beats_a_stale_opt_in() -> None:
@@ -68,7 +74,8 @@ def test_an_opt_out_beats_a_stale_opt_in() -> None:
     # AFAS opted in again while the recipient unsubscribed in Spotler... from an older agreed state:
     d = decide("1", MAPPING, agreed={**AGREED, "permissions.1": None}, afas=AGREED,
                spotler={**AGREED, "permissions.1": False}, afas_time=99, spotler_time=1)
-    assert d.agreed["permissions.1"] is False and d.to_afas == {"permissions.1": False}
+    assert d.agreed["permissions.1"] is False
+    assert d.to_afas == {"permissions.1": False}
     assert d.conflicts[0].rule == "opt-out wins"
     d = decide("1", MAPPING, agreed=agreed, afas={**agreed, "permissions.1": True}, spotler=agreed)
     assert d.to_spotler == {"permissions.1": True}  # a plain opt-in in AFAS, no conflict

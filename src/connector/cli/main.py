@@ -10,6 +10,7 @@ import click
 from connector.cli.context import AppContext
 from connector.cli.demo import demo
 from connector.cli.dlq import dlq
+from connector.cli.doctor import doctor
 from connector.cli.produce import conflicts, produce, rejects, resync
 from connector.cli.sandbox import sandbox
 from connector.cli.work import work
@@ -41,7 +42,7 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = AppContext(settings=settings)
 
 
-for command in (conflicts, demo, dlq, produce, rejects, resync, sandbox, work):
+for command in (conflicts, demo, dlq, doctor, produce, rejects, resync, sandbox, work):
     cli.add_command(command)
 
 
