@@ -1,0 +1,317 @@
+"""Writing Spotler changes back to AFAS: the fewest PUTs, bounces, redelivery and errors.
+
+Against the real AFAS sandbox over HTTP and a real Redis; calls are counted by
+the sandbox itself (``GET /_sandbox/requests``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+import redis
+
+from connector.clients.afas import AfasClient
+from connector.errors import FatalError, RecordRejected, RetriableError
+from connector.sandbox.afas.app import DEFAULT_TOKEN, AfasSandbox
+from connector.sandbox.afas.catalogue import EMAIL_BOUNCED, NEWSLETTER
+from connector.sandbox.afas.testing import running_sandbox
+from connector.schemas.events import AfasChange, Value
+from connector.schemas.mapping import BounceRule, Mapping, load_mapping
+from connector.state import keys
+from connector.state.agreed import AgreedStore
+from connector.state.keys import COUNTERS
+from connector.state.rejections import RejectionStore
+from connector.workers.idempotency import IdempotencyStore
+from connector.workers.limits import ConcurrencyCap
+from connector.writers.afas import UNMAPPED_BOUNCE_REASON, AfasOutcome, write_change
+
+MAPPING = load_mapping(None)
+EMAIL = "nieuw.adres@example.org"
+# Spotler-side field -> the column that shows it in the sandbox's contact view.
+COLUMN = {
+    "email": "Email",
+    "firstName": "FirstName",
+    "lastName": "LastName",
+    "customerType": "CustomerType",
+    "permissions.1": "Newsletter",
+}
+
+
+class Sandbox(msgspec.Struct):
+    url: str
+    app: AfasSandbox
+    http: httpx.Client
+    client: AfasClient
+
+    def contacts(self) -> list[dict[str, Any]]:
+        """Person contacts under an organisation that still receive the newsletter."""
+        with self.app.afas.lock:
+            ids = [
+                c.cd_id
+                for c in self.app.afas.store.contacts.values()
+                if c.kind == "PRS" and c.org and c.person and c.fields.get(NEWSLETTER) is True
+            ]
+        return [self.contact(cd_id) for cd_id in ids]
+
+    def contact(self, cd_id: int | str) -> dict[str, Any]:
+        response = self.http.get(f"/_sandbox/contacts/{cd_id}")
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+        return data
+
+    def puts(self) -> dict[str, int]:
+        routes = self.http.get("/_sandbox/requests").json()["routes"]
+        return {r.rpartition("/")[2]: n for r, n in routes.items() if r.startswith("PUT ")}
+
+    def faults(self, **faults: Any) -> None:
+        self.http.put("/_sandbox/faults", json=faults).raise_for_status()
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with (
+        running_sandbox(contacts=60, seed=3) as (server, app),
+        httpx.Client(base_url=server.url, timeout=10) as http,
+        AfasClient(f"{server.url}/ProfitRestServices", DEFAULT_TOKEN, timeout=10) as client,
+    ):
+        yield Sandbox(server.url, app, http, client)
+
+
+Write = Callable[..., AfasOutcome]
+
+
+@pytest.fixture
+def write(sandbox: Sandbox, redis_client: redis.Redis) -> Write:
+    """``write(change, mapping=MAPPING)`` with real stores on the flushed Redis."""
+
+    def run(change: AfasChange, mapping: Mapping = MAPPING) -> AfasOutcome:
+        return write_change(
+            change,
+            client=sandbox.client,
+            mapping=mapping,
+            claims=IdempotencyStore(redis_client),
+            agreed=AgreedStore(redis_client),
+            cap=ConcurrencyCap(redis_client, "afas", 4),
+            redis_client=redis_client,
+        )
+
+    return run
+
+
+_serial = itertools.count()
+
+
+def change_for(contact: dict[str, Any], changes: dict[str, Value], **extra: Any) -> AfasChange:
+    return AfasChange(
+        contact_id=str(contact["ContactId"]),
+        person_id=str(contact["PersonNo"]),
+        organisation_id=str(contact["OrganisationId"]),
+        changes=changes,
+        key=f"spotler:contact:{contact['ContactId']}:{next(_serial)}",
+        **extra,
+    )
+
+
+def counters(client: redis.Redis) -> dict[str, int]:
+    return {keys.as_bytes(k).decode(): int(v) for k, v in client.hgetall(COUNTERS).items()}
+
+
+def test_an_opt_out_is_one_put_of_the_contact(sandbox: Sandbox, write: Write, redis_client: redis.Redis) -> None:
+    contact = sandbox.contacts()[0]
+    outcome = write(change_for(contact, {"permissions.1": False}))
+
+    assert outcome.written == ["KnContact"]
+    assert sandbox.puts() == {"KnContact": 1}
+    after = sandbox.contact(contact["ContactId"])
+    assert after["Newsletter"] is False
+    assert after["fields"][NEWSLETTER] is False
+    assert after["ProductNews"] == contact["ProductNews"]
+    assert AgreedStore(redis_client).get(str(contact["ContactId"])) == {"permissions.1": False}
+    assert counters(redis_client) == {"afas_calls": 1, "afas_changes_written": 1}
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected_puts"),
+    [
+        ({"email": EMAIL}, {"KnContact": 1}),
+        ({"firstName": "Anne-Fleur", "lastName": "Visser"}, {"KnPerson": 1}),
+        ({"customerType": "Partner"}, {"KnOrganisation": 1}),
+        ({"firstName": "Anne-Fleur", "lastName": "Visser", "permissions.1": False}, {"KnContact": 1, "KnPerson": 1}),
+        (
+            {"email": EMAIL, "lastName": "Visser", "customerType": "Partner", "permissions.1": False},
+            {"KnContact": 1, "KnPerson": 1, "KnOrganisation": 1},
+        ),
+    ],
+    ids=["email", "names", "customer-type", "names+opt-out", "all-three"],
+)
+def test_only_the_entities_whose_fields_changed_are_written(
+    sandbox: Sandbox, write: Write, redis_client: redis.Redis, changes: dict[str, Value], expected_puts: dict[str, int]
+) -> None:
+    contact = sandbox.contacts()[0]
+    outcome = write(change_for(contact, changes))
+
+    assert sandbox.puts() == expected_puts
+    assert outcome.calls == sum(expected_puts.values())
+    after = sandbox.contact(contact["ContactId"])
+    assert {name: after[COLUMN[name]] for name in changes} == changes
+    assert counters(redis_client)["afas_calls"] == sum(expected_puts.values())
+
+
+def test_one_way_fields_cause_no_call(sandbox: Sandbox, write: Write, redis_client: redis.Redis) -> None:
+    contact = sandbox.contacts()[0]
+    outcome = write(change_for(contact, {"organisation": "Nieuwe Naam BV", "city": "Zwolle", "sector": "0200"}))
+
+    assert outcome.calls == 0
+    assert sandbox.puts() == {}
+    after = sandbox.contact(contact["ContactId"])
+    assert (after["OrganisationName"], after["City"], after["Sector"]) == (
+        contact["OrganisationName"],
+        contact["City"],
+        contact["Sector"],
+    )
+    # AFAS did not take them, so they are not agreed either.
+    assert AgreedStore(redis_client).get(str(contact["ContactId"])) is None
+
+
+def test_the_agreed_state_takes_only_what_went_back_unless_the_event_says(
+    sandbox: Sandbox, write: Write, redis_client: redis.Redis
+) -> None:
+    first, second = sandbox.contacts()[:2]
+    write(change_for(first, {"permissions.1": False, "city": "Zwolle"}))
+    new_agreed: dict[str, Value] = {"permissions.1": False, "city": "Breda", "email": "x@example.org"}
+    write(change_for(second, {"permissions.1": False}, new_agreed=new_agreed))
+
+    agreed = AgreedStore(redis_client)
+    assert agreed.get(str(first["ContactId"])) == {"permissions.1": False}
+    assert agreed.get(str(second["ContactId"])) == new_agreed
+
+
+def test_a_hard_bounce_sets_the_mapped_yes_no_field(sandbox: Sandbox, write: Write) -> None:
+    contact = sandbox.contacts()[0]
+    assert contact["fields"][EMAIL_BOUNCED] is False
+    write(change_for(contact, {}, bounce="HARDBOUNCE"))
+
+    assert sandbox.puts() == {"KnContact": 1}
+    after = sandbox.contact(contact["ContactId"])
+    assert after["fields"][EMAIL_BOUNCED] is True
+    assert after["Blocked"] is False
+    assert after["Newsletter"] is True  # a bounce is not an opt-out
+
+
+def test_a_hard_bounce_can_block_the_contact(sandbox: Sandbox, write: Write) -> None:
+    contact = sandbox.contacts()[0]
+    blocking = msgspec.structs.replace(MAPPING, bounce=BounceRule(block_contact=True))
+    write(change_for(contact, {}, bounce="HARDBOUNCE"), mapping=blocking)
+
+    assert sandbox.puts() == {"KnContact": 1}
+    after = sandbox.contact(contact["ContactId"])
+    assert after["Blocked"] is True
+    assert after["fields"][EMAIL_BOUNCED] is False
+
+
+def test_an_unmapped_hard_bounce_is_recorded_not_written(
+    sandbox: Sandbox, write: Write, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    contact = sandbox.contacts()[0]
+    nowhere = msgspec.structs.replace(MAPPING, bounce=BounceRule())
+    with caplog.at_level(logging.WARNING, logger="connector.writers.afas"):
+        outcome = write(change_for(contact, {}, bounce="HARDBOUNCE"), mapping=nowhere)
+
+    assert outcome.bounce_unmapped
+    assert outcome.calls == 0
+    assert sandbox.puts() == {}
+    assert sandbox.contact(contact["ContactId"])["Newsletter"] is True
+    [record] = RejectionStore(redis_client).list(source="spotler")
+    assert (record.contact_id, record.field, record.reason) == (
+        str(contact["ContactId"]),
+        "bounce",
+        UNMAPPED_BOUNCE_REASON,
+    )
+    assert f"contact {contact['ContactId']}: hard bounce not written" in caplog.text
+
+
+def test_an_unmapped_bounce_does_not_stop_the_other_fields(sandbox: Sandbox, write: Write) -> None:
+    contact = sandbox.contacts()[0]
+    nowhere = msgspec.structs.replace(MAPPING, bounce=BounceRule())
+    outcome = write(change_for(contact, {"permissions.1": False}, bounce="HARDBOUNCE"), mapping=nowhere)
+
+    assert outcome.bounce_unmapped
+    assert sandbox.puts() == {"KnContact": 1}
+    assert sandbox.contact(contact["ContactId"])["fields"][EMAIL_BOUNCED] is False
+
+
+def test_a_redelivered_change_writes_nothing_again(sandbox: Sandbox, write: Write, redis_client: redis.Redis) -> None:
+    contact = sandbox.contacts()[0]
+    change = change_for(contact, {"firstName": "Anne-Fleur", "permissions.1": False})
+    write(change)
+    again = write(change)
+
+    assert again.calls == 0
+    assert again.skipped == ["KnContact", "KnPerson"]
+    assert sandbox.puts() == {"KnContact": 1, "KnPerson": 1}
+    assert counters(redis_client) == {"afas_calls": 2, "afas_changes_written": 1, "afas_duplicates_skipped": 1}
+
+
+def test_a_redelivery_after_a_partial_write_writes_only_the_rest(
+    sandbox: Sandbox, write: Write, redis_client: redis.Redis
+) -> None:
+    contact = sandbox.contacts()[0]
+    change = change_for(contact, {"firstName": "Anne-Fleur", "permissions.1": False})
+    IdempotencyStore(redis_client).done(f"{change.key}:KnContact")  # the first delivery got this far
+    outcome = write(change)
+
+    assert (outcome.written, outcome.skipped) == (["KnPerson"], ["KnContact"])
+    assert sandbox.puts() == {"KnPerson": 1}
+
+
+def test_an_entity_leased_by_another_worker_is_retried_later(
+    sandbox: Sandbox, write: Write, redis_client: redis.Redis
+) -> None:
+    contact = sandbox.contacts()[0]
+    change = change_for(contact, {"permissions.1": False})
+    IdempotencyStore(redis_client).claim(f"{change.key}:KnContact", lease_s=60)
+
+    with pytest.raises(RetriableError) as raised:
+        write(change)
+    assert raised.value.retry_after is not None
+    assert 0 < raised.value.retry_after <= 60
+    assert sandbox.puts() == {}
+
+
+def test_a_validation_failure_is_fatal_with_the_afas_reference(
+    sandbox: Sandbox, write: Write, redis_client: redis.Redis
+) -> None:
+    contact = sandbox.contacts()[0]
+    change = msgspec.structs.replace(change_for(contact, {"firstName": "Anne-Fleur"}), person_id="999999")
+
+    with pytest.raises(RecordRejected) as raised:
+        write(change)
+    assert isinstance(raised.value, FatalError)
+    assert raised.value.detail is not None
+    assert "(999999) does not exist" in raised.value.detail
+    assert "profitLogReference" in raised.value.detail
+    assert sandbox.puts() == {"KnPerson": 1}
+    assert not IdempotencyStore(redis_client).is_done(f"{change.key}:KnPerson")
+    assert counters(redis_client) == {"afas_calls": 1}
+    assert AgreedStore(redis_client).get(change.contact_id) is None
+
+
+def test_maintenance_is_retriable_and_the_retry_writes(sandbox: Sandbox, write: Write) -> None:
+    contact = sandbox.contacts()[0]
+    change = change_for(contact, {"permissions.1": False})
+    sandbox.faults(maintenance=True, maintenance_retry_after_s=90)
+
+    with pytest.raises(RetriableError) as raised:
+        write(change)
+    assert (raised.value.status, raised.value.retry_after) == (503, 90)
+    assert sandbox.contact(contact["ContactId"])["Newsletter"] is True
+
+    sandbox.faults()  # maintenance over: the claim was given back, so the retry writes
+    assert write(change).written == ["KnContact"]
+    assert sandbox.contact(contact["ContactId"])["Newsletter"] is False
