@@ -25,9 +25,9 @@ from connector.errors import RetriableError
 from connector.schemas.events import AfasChange, Value
 from connector.schemas.mapping import Mapping
 from connector.state.agreed import AgreedStore
-from connector.state.seen import SeenStore
 from connector.state.keys import COUNTERS
 from connector.state.rejections import RejectionStore
+from connector.state.seen import SeenStore
 from connector.sync.rows import Rejection
 from connector.sync.to_afas import EntityWrite, afas_writes
 from connector.workers.idempotency import ClaimOutcome, IdempotencyStore
