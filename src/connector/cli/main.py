@@ -13,6 +13,8 @@ from connector.cli.dlq import dlq
 from connector.cli.doctor import doctor
 from connector.cli.produce import conflicts, produce, rejects, resync
 from connector.cli.sandbox import sandbox
+from connector.cli.status import runs, status
+from connector.cli.web import web
 from connector.cli.work import work
 from connector.errors import ConfigError
 from connector.settings import Settings
@@ -42,7 +44,7 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = AppContext(settings=settings)
 
 
-for command in (conflicts, demo, dlq, doctor, produce, rejects, resync, sandbox, work):
+for command in (conflicts, demo, dlq, doctor, produce, rejects, resync, runs, sandbox, status, web, work):
     cli.add_command(command)
 
 

@@ -1,0 +1,1 @@
+"""The web process: /healthz, the status page, /status.json and /metrics."""
