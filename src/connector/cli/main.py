@@ -14,6 +14,7 @@ from connector.cli.doctor import doctor
 from connector.cli.produce import conflicts, produce, rejects, resync
 from connector.cli.sandbox import sandbox
 from connector.cli.status import runs, status
+from connector.cli.testplan import testplan
 from connector.cli.web import web
 from connector.cli.work import work
 from connector.errors import ConfigError
@@ -44,7 +45,7 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = AppContext(settings=settings)
 
 
-for command in (conflicts, demo, dlq, doctor, produce, rejects, resync, runs, sandbox, status, web, work):
+for command in (conflicts, demo, dlq, doctor, produce, rejects, resync, runs, sandbox, status, testplan, web, work):
     cli.add_command(command)
 
 

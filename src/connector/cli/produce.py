@@ -111,11 +111,21 @@ def _run_producer(ctx: AppContext, source: str, once: bool, no_wait: bool) -> No
 
 
 @click.command()
+@click.option("--dry-run", is_flag=True,
+              help="report what a resync would create, update or unsubscribe, and what differs; write nothing")
+@click.option("--sample", type=click.IntRange(0), default=20, show_default=True,
+              help="with --dry-run: contacts shown field by field")
+@click.option("--json", "as_json", is_flag=True, help="with --dry-run: the report as JSON")
 @click.pass_obj
-def resync(ctx: AppContext) -> None:
+def resync(ctx: AppContext, dry_run: bool, sample: int, as_json: bool) -> None:
     """Walk the whole GetConnector and send only what differs from the agreed state."""
     from connector.state.runs import RunHistory
 
+    if dry_run:
+        _dry_run(ctx, sample, as_json)
+        return
+    if as_json:
+        raise click.UsageError("--json goes with --dry-run")
     try:
         producer = _afas_producer(ctx)
     except ConnectorError as exc:
@@ -142,6 +152,29 @@ def resync(ctx: AppContext) -> None:
         f"({result.enqueued_messages} messages), {result.unchanged} unchanged, "
         f"{result.rejected} rejected in {result.duration_s:.1f}s"
     )
+
+
+def _dry_run(ctx: AppContext, sample: int, as_json: bool) -> None:
+    """``resync --dry-run``: read AFAS, Spotler and the agreed state; print the plan (emails masked)."""
+    import msgspec
+
+    from connector.producers.dryrun import dry_run
+    from connector.sync.dry_run import DryRunReport, render
+
+    settings = ctx.settings
+
+    def progress(report: DryRunReport) -> None:
+        click.echo(f"\r  read {report.read:>8,} AFAS rows", nl=False, err=True)
+
+    try:
+        with runtime.afas_client(settings) as afas, runtime.spotler_client(settings) as spotler:
+            report = dry_run(afas, spotler, runtime.mapping(settings), ctx.redis,
+                             getconnector=settings.afas_getconnector, sample=sample, progress=progress)
+    except ConnectorError as exc:
+        click.echo("", err=True)
+        raise click.ClickException(f"resync --dry-run failed: {exc}") from None
+    click.echo("", err=True)
+    click.echo(msgspec.json.format(msgspec.json.encode(report)).decode() if as_json else render(report))
 
 
 @click.command()

@@ -7,7 +7,8 @@ by the field's owner rule (``afas``, ``spotler``, ``newest``), except that an
 opt-out (a permission bit turned off) always wins over a stale opt-in, and a
 blocked AFAS contact keeps every permission bit off. Fields that may not go
 back to AFAS (no write-back target) never produce an AFAS write; a Spotler edit
-of such a field is undone in Spotler, since AFAS owns it.
+of such a field is undone in Spotler, since AFAS owns it. A field emptied in
+Spotler (an anonymization) never erases data in AFAS.
 """
 
 from __future__ import annotations
@@ -102,6 +103,12 @@ def decide(
             decision.agreed[name] = x
             continue
         if spotler_changed and not afas_changed:
+            if s is None and field.permission_bit is None:
+                # An emptied field in Spotler (an anonymization, a cleared form field) never
+                # erases CRM data in AFAS, and is not filled in again in Spotler either.
+                decision.ignored.append(name)
+                decision.agreed[name] = a
+                continue
             if _writable(field):
                 decision.to_afas[name] = s
                 decision.agreed[name] = s
