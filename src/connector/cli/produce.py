@@ -150,7 +150,8 @@ def resync(ctx: AppContext, dry_run: bool, sample: int, as_json: bool) -> None:
     click.echo(
         f"resync {result.run_id}: {result.read} rows read, {result.changed} changed "
         f"({result.enqueued_messages} messages), {result.unchanged} unchanged, "
-        f"{result.rejected} rejected in {result.duration_s:.1f}s"
+        f"{result.rejected} rejected, {result.gone} no longer in AFAS "
+        f"(deletions = {producer.mapping.deletions}) in {result.duration_s:.1f}s"
     )
 
 

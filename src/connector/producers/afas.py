@@ -103,15 +103,20 @@ class AfasProducer:
         t0 = time.perf_counter()
         self._look_at_spotler(started)
         batch: list[ContactChange] = []
+        present: set[str] = set()
+        column = self.mapping.keys.contact_id
         for rows in self._pages(since):
+            if full:
+                present.update(str(row.get(column)) for row in rows)
             batch = self._handle_page(rows, batch, result)
             if progress:
                 progress(result)
+        if full:
+            batch = self._handle_gone(present, batch, result)
         self._flush(batch, result)
-        if not full or since is None:
-            # Signpost: never past the poll's start, so edits made during the poll are seen next time.
-            self.cursor.set(started)
-            result.cursor_to = started.isoformat()
+        # Signpost: never past the poll's start, so edits made during the poll are seen next time.
+        self.cursor.set(started)
+        result.cursor_to = started.isoformat()
         result.duration_s = time.perf_counter() - t0
         log.info(
             "afas poll %s: read=%d changed=%d unchanged=%d rejected=%d messages=%d in %.2fs",
@@ -119,6 +124,36 @@ class AfasProducer:
             result.enqueued_messages, result.duration_s,
         )
         return result
+
+    def _handle_gone(
+        self, present: set[str], batch: list[ContactChange], result: PollResult
+    ) -> list[ContactChange]:
+        """Contacts the link synced that the GetConnector no longer lists (deleted, or filtered out).
+
+        AFAS deletes leave no trace in a modification date, so only a full pass sees them.
+        The mapping's ``deletions`` policy decides: ``ignore`` counts them, ``unsubscribe``
+        turns every permission bit off in Spotler (the contact stays: Spotler has no delete).
+        """
+        gone = [cid for cid in self.agreed.contact_ids() if cid not in present]
+        result.gone = len(gone)
+        if not gone or self.mapping.deletions == "ignore":
+            return batch
+        bits = {f.name: False for f in self.mapping.fields if f.permission_bit is not None}
+        for cid, before in zip(gone, self.agreed.get_many(gone), strict=True):
+            changes: dict[str, Value] = {n: v for n, v in bits.items() if (before or {}).get(n) is not False}
+            if not changes:
+                continue
+            batch.append(ContactChange(
+                contact_id=cid, changes=changes, key=change_key("afas-gone", cid, result.run_id, changes),
+                person_id=str((before or {}).get("_person") or ""),
+                organisation_id=str((before or {}).get("_organisation") or ""),
+                blocked=True,
+            ))
+            result.changed += 1
+        while len(batch) >= BATCH_SIZE:
+            self._flush(batch[:BATCH_SIZE], result)
+            batch = batch[BATCH_SIZE:]
+        return batch
 
     def _look_at_spotler(self, now: datetime) -> None:
         """Note Spotler edits the Spotler producer has not handled yet, so a change made on

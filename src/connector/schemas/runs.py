@@ -21,6 +21,7 @@ class PollResult(msgspec.Struct, kw_only=True):
     rejected: int = 0
     enqueued_messages: int = 0
     already_pending: int = 0
+    gone: int = 0  # full passes only: synced contacts the GetConnector no longer lists
     rejected_by_reason: dict[str, int] = msgspec.field(default_factory=dict)
     cursor_from: str | None = None
     cursor_to: str | None = None

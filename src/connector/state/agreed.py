@@ -42,5 +42,10 @@ class AgreedStore:
             pipe.set(keys.agreed(contact_id), _encode({**(before or {}), **changes}))
         pipe.execute()
 
+    def contact_ids(self) -> list[str]:
+        """Every contact the link has synced (a SCAN: for full passes, not for polls)."""
+        prefix = len(keys.agreed(""))
+        return [keys.as_bytes(k).decode()[prefix:] for k in self.client.scan_iter(match=keys.agreed("*"), count=1000)]
+
     def count(self) -> int:
         return sum(1 for _ in self.client.scan_iter(match=keys.agreed("*"), count=1000))
