@@ -131,12 +131,19 @@ def resync(ctx: AppContext, dry_run: bool, sample: int, as_json: bool) -> None:
     except ConnectorError as exc:
         raise click.ClickException(str(exc)) from None
     started = time.monotonic()
+    # AFAS cannot count a GetConnector's rows up front: the bar's length is what the
+    # previous full pass read (or the contacts synced so far), stretched if exceeded.
+    history = RunHistory(producer.redis)
+    previous = [r.read for r in history.latest("afas", 200) if r.kind == "resync"]
+    expected = previous[0] if previous else producer.agreed.count() + producer.rejections.count()
 
     def progress(result: PollResult) -> None:
+        total = max(expected, result.read, 1)
+        filled = int(30 * result.read / total)
         rate = result.read / max(0.001, time.monotonic() - started)
         click.echo(
-            f"\r  read {result.read:>8,}  changed {result.changed:>7,}  unchanged {result.unchanged:>8,}"
-            f"  rejected {result.rejected:>6,}  ({rate:,.0f} rows/s)",
+            f"\r  [{'#' * filled}{'.' * (30 - filled)}] {result.read:>8,}/~{total:,}  changed {result.changed:>7,}"
+            f"  unchanged {result.unchanged:>8,}  rejected {result.rejected:>6,}  ({rate:,.0f} rows/s)",
             nl=False, err=True,
         )
 
@@ -146,7 +153,7 @@ def resync(ctx: AppContext, dry_run: bool, sample: int, as_json: bool) -> None:
         click.echo("", err=True)
         raise click.ClickException(f"resync failed: {exc}") from None
     click.echo("", err=True)
-    RunHistory(producer.redis).record(result)
+    history.record(result)
     click.echo(
         f"resync {result.run_id}: {result.read} rows read, {result.changed} changed "
         f"({result.enqueued_messages} messages), {result.unchanged} unchanged, "
