@@ -8,8 +8,7 @@ from typing import Any, NamedTuple
 import httpx
 import pytest
 
-from connector.sandbox.server import BackgroundServer
-from connector.sandbox.spotler.app import SpotlerApp, create_app
+from connector.sandbox.spotler.app import SpotlerApp
 from connector.sandbox.spotler.testing import SignedClient
 
 ON1 = {"bit": 1, "enabled": True}
@@ -20,13 +19,6 @@ class Env(NamedTuple):
     app: SpotlerApp
     url: str
     api: SignedClient
-
-
-@pytest.fixture(scope="module")
-def running() -> Iterator[tuple[SpotlerApp, str]]:
-    app = create_app()
-    with BackgroundServer(app) as server:
-        yield app, server.url
 
 
 @pytest.fixture

@@ -19,8 +19,7 @@ import jsonschema
 import pytest
 
 import connector.sandbox.spotler as spotler_package
-from connector.sandbox.server import BackgroundServer
-from connector.sandbox.spotler.app import SpotlerApp, create_app
+from connector.sandbox.spotler.app import SpotlerApp
 from connector.sandbox.spotler.testing import SignedClient
 
 SPEC = Path(spotler_package.__file__).with_name("spotler-mailplus.swagger-1.2.json")
@@ -99,13 +98,6 @@ class Env(NamedTuple):
     app: SpotlerApp
     url: str
     api: SignedClient
-
-
-@pytest.fixture(scope="module")
-def running() -> Iterator[tuple[SpotlerApp, str]]:
-    app = create_app()
-    with BackgroundServer(app) as server:
-        yield app, server.url
 
 
 @pytest.fixture

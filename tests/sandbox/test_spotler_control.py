@@ -10,8 +10,7 @@ from typing import Any, NamedTuple
 import httpx
 import pytest
 
-from connector.sandbox.server import BackgroundServer
-from connector.sandbox.spotler.app import SpotlerApp, create_app, error_body, route_of
+from connector.sandbox.spotler.app import SpotlerApp, error_body, route_of
 from connector.sandbox.spotler.testing import SignedClient
 
 
@@ -22,13 +21,6 @@ class Env(NamedTuple):
 
     def control(self, method: str, path: str, body: Any = None) -> httpx.Response:
         return httpx.request(method, f"{self.url}/_sandbox/{path}", json=body)
-
-
-@pytest.fixture(scope="module")
-def running() -> Iterator[tuple[SpotlerApp, str]]:
-    app = create_app()
-    with BackgroundServer(app) as server:
-        yield app, server.url
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ from typing import Any, NamedTuple
 import httpx
 import pytest
 
-from connector.sandbox.server import BackgroundServer
-from connector.sandbox.spotler.app import SpotlerApp, create_app
+from connector.sandbox.spotler.app import SpotlerApp
 from connector.sandbox.spotler.clock import SandboxClock
 from connector.sandbox.spotler.store import Store
 from connector.sandbox.spotler.testing import SignedClient
@@ -46,13 +45,6 @@ class Env(NamedTuple):
         response = self.updates(**params)
         assert response.status_code == 200, response.text
         return [c["externalId"] for c in response.json()["contacts"]]
-
-
-@pytest.fixture(scope="module")
-def running() -> Iterator[tuple[SpotlerApp, str]]:
-    app = create_app()
-    with BackgroundServer(app) as server:
-        yield app, server.url
 
 
 @pytest.fixture
