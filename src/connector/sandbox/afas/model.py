@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["Contact", "Entity", "Organisation", "Person", "Store", "SubObject"]
+__all__ = ["BasicContact", "Contact", "Entity", "Organisation", "Person", "Store", "SubObject"]
 
 
 class SubObject(msgspec.Struct):
@@ -25,7 +25,9 @@ class SubObject(msgspec.Struct):
     fields: dict[str, Any]
 
 
-class Organisation(msgspec.Struct, kw_only=True):
+class BasicContact(msgspec.Struct, kw_only=True):
+    """What AFAS calls an "organisation/person": the shape both share."""
+
     bc_id: int
     bc_co: str
     fields: dict[str, Any]
@@ -36,15 +38,12 @@ class Organisation(msgspec.Struct, kw_only=True):
     extra: list[SubObject] = msgspec.field(default_factory=list)
 
 
-class Person(msgspec.Struct, kw_only=True):
-    bc_id: int
-    bc_co: str
-    fields: dict[str, Any]
-    address: dict[str, Any] | None = None
-    postal: dict[str, Any] | None = None
-    created: datetime
-    modified: datetime
-    extra: list[SubObject] = msgspec.field(default_factory=list)
+class Organisation(BasicContact, kw_only=True):
+    pass
+
+
+class Person(BasicContact, kw_only=True):
+    pass
 
 
 class Contact(msgspec.Struct, kw_only=True):
