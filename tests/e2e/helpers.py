@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import redis
 
 from connector.clients.afas import AfasClient
 from connector.sandbox.afas.app import DEFAULT_TOKEN
 from connector.schemas.events import Value
 from connector.schemas.mapping import Mapping, load_mapping
+from connector.schemas.spotler import Contact
 from connector.stack import Stack, wait_until
 from connector.state.queues import outstanding
 from connector.state.runs import RunHistory
+from connector.sync.from_spotler import spotler_values as from_spotler
 from connector.sync.rows import ContactRecord, Rejection, decode_row
 
 MAPPING: Mapping = load_mapping(None)
@@ -38,17 +41,8 @@ def spotler_contacts(stack: Stack) -> dict[str, dict[str, Any]]:
 
 
 def spotler_values(contact: dict[str, Any]) -> dict[str, Value]:
-    """A Spotler contact in the mapping's Spotler-side names (``permissions.<bit>``)."""
-    props = contact.get("properties", {})
-    values: dict[str, Value] = {}
-    for field in MAPPING.fields:
-        if field.permission_bit is not None:
-            bits = {p["bit"]: p["enabled"] for p in props.get("permissions", [])}
-            values[field.name] = bool(bits.get(field.permission_bit, False))
-        else:
-            value = props.get(field.name)
-            values[field.name] = value if value not in ("", None) else None
-    return values
+    """A Spotler contact (as the control API shows it) in the mapping's Spotler-side names."""
+    return from_spotler(msgspec.convert(contact, Contact), MAPPING)
 
 
 def wait_for_quiet(
