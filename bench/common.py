@@ -14,11 +14,7 @@ from typing import Any
 import psutil
 import redis
 
-from connector.clients.afas import AfasClient
-from connector.sandbox.afas.app import DEFAULT_TOKEN
-from connector.schemas.mapping import load_mapping
 from connector.stack import ManagedProcess, Stack, wait_until
-from connector.sync.rows import ContactRecord, decode_row
 
 __all__ = [
     "cpu_seconds",
@@ -92,18 +88,8 @@ def start_workers(stack: Stack, count: int, threads: int, *, timeout_s: float = 
 
 def valid_contact_ids(stack: Stack) -> tuple[set[str], int]:
     """The ContactIds the connector should write (rows that validate) and the number of invalid rows."""
-    mapping = load_mapping(None)
-    valid: set[str] = set()
-    invalid = 0
-    with AfasClient(f"{stack.afas_url}/ProfitRestServices", DEFAULT_TOKEN) as client:
-        for page in client.iter_pages("Spotler_Contacts", order_by=["ContactId"], page_size=5000):
-            for row in page:
-                decoded = decode_row(row, mapping)
-                if isinstance(decoded, ContactRecord):
-                    valid.add(decoded.contact_id)
-                else:
-                    invalid += 1
-    return valid, invalid
+    valid, rejected = stack.afas_records()
+    return set(valid), len(rejected)
 
 
 def cpu_seconds(pid: int) -> float:

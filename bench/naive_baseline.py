@@ -6,7 +6,10 @@ upserts every valid contact on its own: one signed ``POST contact`` with
 sleeping its Retry-After; a 5xx or a timeout is retried a few times. It writes
 the same values the connector writes (the same row decoding and contact
 building), so the two end in the same Spotler state; it only spends far more
-requests and time getting there. Configuration comes from the connector's own
+requests and time getting there. It pages by skip, as a naive client does,
+so each later page waits for its skip on the AFAS sandbox (its deep-skip model
+is on unless the sandbox was started with ``--skip-ms-per-100k 0``), as it
+would on AFAS. Configuration comes from the connector's own
 environment variables (AFAS_BASE_URL, AFAS_TOKEN, SPOTLER_BASE_URL, SPOTLER_KEY,
 SPOTLER_SECRET).
 

@@ -2,10 +2,14 @@
 
 Everything the connector raises on purpose derives from ``ConnectorError``.
 Clients translate HTTP and transport failures into these classes at their
-boundary, so nothing above them imports httpx exceptions.
+boundary, so nothing above them imports httpx exceptions. Messages and
+details are redacted on the way in (``connector.redaction``): an error may be
+logged, stored in a dead letter or shown anywhere.
 """
 
 from __future__ import annotations
+
+from connector.redaction import redact
 
 __all__ = [
     "AuthError",
@@ -23,10 +27,11 @@ class ConnectorError(Exception):
     """Root of every error the connector raises deliberately."""
 
     def __init__(self, message: str, *, status: int | None = None, detail: str | None = None):
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.status = status
-        self.detail = detail
+        self.detail = redact(detail) if detail is not None else None
 
     def __str__(self) -> str:
         return self.message

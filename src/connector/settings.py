@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 
 from connector.errors import ConfigError
+from connector.redaction import redact
 
 __all__ = ["ENV_VARS", "Secret", "Settings"]
 
@@ -51,15 +52,28 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "SPOTLER_BASE_URL": (None, "Spotler Mail+ REST base, e.g. https://restapi.mailplus.nl/integrationservice-1.1.0"),
     "SPOTLER_KEY": (None, "Spotler REST API consumer key"),
     "SPOTLER_SECRET": (None, "Spotler REST API consumer secret"),
-    "CONNECTOR_MAPPING": (None, "path of the mapping TOML file; unset = deploy/mapping.example.toml"),
+    "CONNECTOR_MAPPING": (
+        None,
+        "path of the mapping TOML file; unset = the example mapping shipped in the package"
+        " (a copy of deploy/mapping.example.toml)",
+    ),
     "POLL_INTERVAL_S": ("30", "seconds between two polls of each producer"),
-    "SPOTLER_RATE_PER_S": ("5", "Spotler requests per second, shared by all worker processes"),
+    "SPOTLER_RATE_PER_S": ("5", "Spotler requests per second, shared by every process that calls Spotler"),
     "AFAS_MAX_PARALLEL": ("4", "AFAS calls in flight at once across all processes (AFAS allows 8)"),
     "HTTP_TIMEOUT_S": ("30", "timeout of one HTTP call to AFAS or Spotler"),
     "LOG_LEVEL": ("INFO", "DEBUG, INFO, WARNING or ERROR"),
     "PORT": ("8000", "port of `connector web` (the platform sets it)"),
-    "STATUS_TOKEN": (None, "bearer token (or ?token=) for the status page and /metrics; unset = they answer 403"),
+    "STATUS_TOKEN": (None, "token of the status page and /metrics: Authorization: Bearer, or the page's "
+                           "sign-in form; unset = they answer 403"),
     "STATUS_MAX_LAG_S": ("900", "`connector status` fails when a producer's last good poll is older than this"),
+    "DELETIONS_MAX_SHARE": ("0.05", "share of the synced contacts one resync may unsubscribe (deletions = "
+                            "unsubscribe) without --yes"),
+    "SPOTLER_RESTART_LOOKBACK_S": ("86400", "without a Spotler cursor (first start, Redis lost its data) the "
+                                   "Spotler producer reads this far back"),
+    "FORGET_AFTER_DAYS": ("30", "contacts a full pass (resync) no longer finds in AFAS are forgotten (state "
+                          "erased, tombstone kept) after this many days"),
+    "RETENTION_DAYS": ("30", "rejections, settled conflicts and dead letters are deleted this many days after "
+                       "they were last seen or failed"),
 }
 
 
@@ -84,6 +98,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8000
     status_token: Secret | None = None
     status_max_lag_s: float = 900.0
+    deletions_max_share: float = 0.05
+    spotler_restart_lookback_s: float = 86400.0
+    forget_after_days: float = 30.0
+    retention_days: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -133,6 +151,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             port=int(number("PORT", int, 1)),
             status_token=Secret(status_token) if (status_token := get("STATUS_TOKEN")) else None,
             status_max_lag_s=float(number("STATUS_MAX_LAG_S", float, 1)),
+            deletions_max_share=float(number("DELETIONS_MAX_SHARE", float, 0)),
+            spotler_restart_lookback_s=float(number("SPOTLER_RESTART_LOOKBACK_S", float, 0)),
+            forget_after_days=float(number("FORGET_AFTER_DAYS", float, 0)),
+            retention_days=float(number("RETENTION_DAYS", float, 0)),
         )
 
     def require(self, *names: str) -> None:
@@ -149,6 +171,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError("missing setting(s): " + ", ".join(missing))
 
     def __repr__(self) -> str:
-        # Secret fields already mask themselves; the key is not secret on its own.
+        # Secret fields mask themselves, the URL's password is masked here; the key is not secret on its own.
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__)
-        return f"Settings({fields})"
+        return f"Settings({redact(fields)})"

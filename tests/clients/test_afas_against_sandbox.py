@@ -42,7 +42,7 @@ def afas(server: BackgroundServer, control: httpx.Client) -> Iterator[AfasClient
 def all_rows(afas: AfasClient) -> list[dict[str, Any]]:
     return [
         r
-        for page in afas.iter_pages("Spotler_Contacts", order_by=["ContactId"], page_size=10)
+        for page in afas.iter_pages("Spotler_Contacts", key="ContactId", page_size=10)
         for r in page
     ]
 

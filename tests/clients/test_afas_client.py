@@ -79,30 +79,69 @@ def test_get_page_sends_paging_order_and_filter() -> None:
     }
 
 
-def test_iter_pages_walks_until_a_short_page() -> None:
+def test_iter_pages_walks_on_the_key_until_a_short_page() -> None:
     stub = Stub(
         json_reply(200, rows(3, 0)), json_reply(200, rows(3, 3)), json_reply(200, rows(1, 6))
     )
     with client(stub) as afas:
-        pages = list(afas.iter_pages("C", order_by=["ContactId"], page_size=3))
+        pages = list(afas.iter_pages("C", key="ContactId", page_size=3))
     assert [len(p) for p in pages] == [3, 3, 1]
-    assert [r.url.params["skip"] for r in stub.requests] == ["0", "3", "6"]
-    assert all(r.url.params["take"] == "3" for r in stub.requests)
+    assert [dict(r.url.params) for r in stub.requests] == [
+        {"skip": "0", "take": "3", "orderbyfieldids": "ContactId"},
+        *[
+            {
+                "skip": "0",
+                "take": "3",
+                "orderbyfieldids": "ContactId",
+                "filterfieldids": "ContactId",
+                "filtervalues": last,
+                "operatortypes": "4",
+            }
+            for last in ("2", "5")
+        ],
+    ]
+
+
+def test_iter_pages_ands_the_key_into_every_group_of_the_filter() -> None:
+    stub = Stub(json_reply(200, rows(2, 11)), json_reply(200, rows(0)))
+    since = Filter.any_of([Condition("A", Op.GE, 1)], [Condition("B", Op.GE, 2)])
+    with client(stub) as afas:
+        pages = list(afas.iter_pages("C", key="ContactId", page_size=2, filter=since, after=10))
+    assert [len(p) for p in pages] == [2]
+    first, second = (dict(r.url.params) for r in stub.requests)
+    assert (first["filterfieldids"], first["filtervalues"], first["operatortypes"]) == (
+        "A,ContactId;B,ContactId",
+        "1,10;2,10",
+        "2,4;2,4",
+    )
+    assert second["filtervalues"] == "1,12;2,12"  # resumes after the last row's key
+    assert {first["skip"], second["skip"]} == {"0"}
 
 
 def test_iter_pages_never_yields_an_empty_page() -> None:
     stub = Stub(json_reply(200, rows(2)), json_reply(200, rows(0)))
     with client(stub) as afas:
-        assert [len(p) for p in afas.iter_pages("C", order_by=["Id"], page_size=2)] == [2]
+        assert [len(p) for p in afas.iter_pages("C", key="ContactId", page_size=2)] == [2]
     assert len(stub.requests) == 2
 
 
-def test_iter_pages_needs_a_stable_order() -> None:
+def test_a_full_page_ending_without_a_key_value_is_fatal() -> None:
+    page = {"skip": 0, "take": 2, "rows": [{"ContactId": 1}, {"ContactId": None}]}
+    stub = Stub(json_reply(200, page))
+    with client(stub) as afas, pytest.raises(FatalError) as info:
+        list(afas.iter_pages("Spotler_Contacts", key="ContactId", page_size=2))
+    assert "Spotler_Contacts" in str(info.value)
+    assert "ContactId" in str(info.value)
+    assert len(stub.requests) == 1  # it never asks the same page again
+
+
+@pytest.mark.parametrize("key", ["", "-ContactId"])
+def test_iter_pages_needs_one_ascending_key(key: str) -> None:
     with (
         client(Stub(json_reply(200, rows(0)))) as afas,
-        pytest.raises(ValueError, match="order_by"),
+        pytest.raises(ValueError, match="key column"),
     ):
-        next(afas.iter_pages("C", order_by=[], page_size=10))
+        next(afas.iter_pages("C", key=key, page_size=10))
 
 
 def test_a_query_string_afas_would_refuse_is_never_sent() -> None:

@@ -106,3 +106,39 @@ def test_compact_form_splits_back_into_the_same_groups(groups: list[list[Conditi
         for fg, vg, og in zip(fields, values, ops, strict=True)
     ]
     assert rebuilt == groups
+
+
+def test_with_all_ands_the_conditions_into_every_group() -> None:
+    since = Filter.any_of([Condition("A", Op.GE, 1)], [Condition("B", Op.GE, 2), Condition("C", Op.EQ, 3)])
+    after = Condition("ContactId", Op.GT, 100)
+    assert since.with_all(after).groups == (
+        (Condition("A", Op.GE, 1), after),
+        (Condition("B", Op.GE, 2), Condition("C", Op.EQ, 3), after),
+    )
+    assert since.with_all(after).to_params() == {
+        "filterfieldids": "A,ContactId;B,C,ContactId",
+        "filtervalues": "1,100;2,3,100",
+        "operatortypes": "2,4;2,1,4",
+    }
+    assert Filter.all_of().with_all(after) == Filter.all_of(after)  # no filter: just the conditions
+    assert since.with_all() is since
+
+
+_small = st.integers(min_value=0, max_value=3)
+_atom = st.builds(Condition, st.sampled_from("ABC"), st.just(Op.EQ), _small)
+
+
+def _holds(flt: Filter, row: dict[str, int]) -> bool:
+    return not flt.groups or any(all(row[c.field] == c.value for c in g) for g in flt.groups)
+
+
+@given(
+    st.lists(st.lists(_atom, min_size=1, max_size=3), max_size=3),
+    st.lists(_atom, min_size=1, max_size=2),
+    st.fixed_dictionaries({"A": _small, "B": _small, "C": _small}),
+)
+def test_with_all_is_the_logical_and(
+    groups: list[list[Condition]], extra: list[Condition], row: dict[str, int]
+) -> None:
+    flt = Filter.any_of(*groups)
+    assert _holds(flt.with_all(*extra), row) == (_holds(flt, row) and _holds(Filter.all_of(*extra), row))

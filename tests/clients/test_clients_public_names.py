@@ -11,10 +11,13 @@ import pytest
 
 MODULES = [
     "connector.clients.afas",
+    "connector.clients.afas_errors",
     "connector.clients.afas_filter",
+    "connector.clients.afas_paging",
     "connector.clients.http",
     "connector.clients.oauth",
     "connector.clients.spotler",
+    "connector.clients.spotler_feed",
     "connector.schemas.afas",
     "connector.schemas.spotler",
 ]

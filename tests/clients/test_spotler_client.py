@@ -23,7 +23,7 @@ from connector.errors import (
     RecordRejected,
     RetriableError,
 )
-from connector.schemas.spotler import Contact, Permission
+from connector.schemas.spotler import Bounce, Contact, Permission
 from connector.settings import Secret
 
 BASE = "https://restapi.mailplus.nl/integrationservice-1.1.0"
@@ -192,31 +192,66 @@ def test_a_404_that_is_not_an_unknown_contact_is_fatal() -> None:
         spotler.get("7")
 
 
-def test_updates_feed_pages_with_after_until_a_short_page() -> None:
-    def page(ids: list[str]) -> dict[str, object]:
-        return {"paging": {"next": "x", "after": 0}, "contacts": [contact_json(i) for i in ids]}
+def feed(items: list[dict[str, object]], stamp: str = "lastChanged") -> Stub:
+    """A consistent feed at the HTTP edge: the window filters, ``after``/``pageSize`` slice."""
 
-    stub = Stub(
-        json_reply(200, page(["1", "2"])),
-        json_reply(200, page(["3", "4"])),
-        json_reply(200, page(["5"])),
-    )
+    def reply(request: httpx.Request) -> httpx.Response:
+        params = request.url.params
+        lo = datetime.fromisoformat(params["fromDate"]).timestamp() * 1000
+        hi = datetime.fromisoformat(params["toDate"]).timestamp() * 1000
+        after, size = int(params["after"]), int(params["pageSize"])
+        inside = [i for i in items if lo <= _ms(i[stamp]) <= hi]
+        return json_reply(200, {"paging": {}, "contacts": inside[after : after + size]})
+
+    return Stub(reply)
+
+
+def _ms(value: object) -> int:
+    stamp = value if isinstance(value, int) else 0
+    return stamp * 1000 if stamp < 10**11 else stamp
+
+
+def test_a_window_with_fewer_items_than_a_page_costs_one_request() -> None:
+    stub = feed([contact_json(str(i)) for i in range(3)])
     with client(stub) as spotler:
-        got = [c.externalId for c in spotler.iter_updates(START, END, page_size=2)]
-    assert got == ["1", "2", "3", "4", "5"]
-    assert [r.url.params["after"] for r in stub.requests] == ["0", "2", "4"]
+        got = [c.externalId for c in spotler.iter_updates(START, END, page_size=4) if isinstance(c, Contact)]
+    assert got == ["0", "1", "2"]
+    assert [(r.url.params["after"], r.url.params["pageSize"]) for r in stub.requests] == [("0", "4")]
+
+
+def test_a_full_page_splits_the_window_and_each_item_comes_once() -> None:
+    base = int(START.timestamp()) * 1000
+    items = [contact_json(str(i), last_changed=base + i * 60_000) for i in range(50)]
+    stub = feed(items)
+    with client(stub) as spotler:
+        got = [c for c in spotler.iter_updates(START, END, page_size=10) if isinstance(c, Contact)]
+    assert sorted(c.externalId for c in got) == sorted(str(i) for i in range(50))
+    assert len(got) == 50  # items on a shared boundary second came twice, yielded once
+    assert all(r.url.params["after"] == "0" for r in stub.requests)
     assert all(signature_ok(r) for r in stub.requests)
+    windows = {(r.url.params["fromDate"], r.url.params["toDate"]) for r in stub.requests}
+    assert ("2024-03-01T12:00:00+01:00", "2024-03-01T13:00:00+00:00") in windows
+    assert len(windows) == len(stub.requests)
+
+
+def test_a_page_that_only_looks_sorted_misleads_nothing() -> None:
+    base = int(START.timestamp()) * 1000
+    late = [contact_json(f"late{i}", last_changed=base + (50 + i) * 60_000) for i in range(10)]
+    early = [contact_json(f"early{i}", last_changed=base + i * 60_000) for i in range(40)]
+    stub = feed(late + early)  # the first page is in stamp order, the feed is not
+    with client(stub) as spotler:
+        got = [c.externalId for c in spotler.iter_updates(START, END, page_size=10) if isinstance(c, Contact)]
+    assert sorted(got) == sorted(str(c["externalId"]) for c in late + early)
 
 
 def test_updates_feed_accepts_the_bare_array_and_seconds() -> None:
-    stub = Stub(
-        json_reply(200, [contact_json("1", last_changed=1_709_294_400)]), json_reply(200, [])
-    )
+    stub = Stub(json_reply(200, [contact_json("1", last_changed=1_709_294_400)]))
     with client(stub) as spotler:
-        got = list(spotler.iter_updates(START, END, page_size=1))
-    assert [c.lastChanged for c in got] == [1_709_294_400_000]
+        got = list(spotler.iter_updates(START, END, page_size=2))
+    assert [c.lastChanged for c in got if isinstance(c, Contact)] == [1_709_294_400_000]
+    assert isinstance(got[0], Contact)
     assert got[0].created == 1_709_290_000_000
-    assert len(stub.requests) == 2
+    assert len(stub.requests) == 1
 
 
 def test_feed_page_size_is_capped_and_windows_must_be_aware() -> None:
@@ -225,7 +260,17 @@ def test_feed_page_size_is_capped_and_windows_must_be_aware() -> None:
         assert list(spotler.iter_updates(START, END, page_size=50_000)) == []
         with pytest.raises(ValueError, match="timezone-aware"):
             spotler.iter_updates(datetime(2024, 1, 1), END)
+        with pytest.raises(ValueError, match="timezone-aware"):
+            spotler.iter_bounces(START, datetime(2024, 1, 1))
     assert stub.last.url.params["pageSize"] == "10000"
+
+
+@pytest.mark.parametrize("body", [b"<xml/>", b'"contacts"', b'{"contacts": null}', b"42"])
+def test_a_page_that_is_neither_shape_is_fatal(body: bytes) -> None:
+    stub = Stub(httpx.Response(200, content=body, headers={"Content-Type": "application/json"}))
+    with client(stub) as spotler, pytest.raises(FatalError, match="unexpected answer") as info:
+        list(spotler.iter_updates(START, END))
+    assert info.value.status == 200
 
 
 def test_bounces_feed_in_both_shapes() -> None:
@@ -238,16 +283,16 @@ def test_bounces_feed_in_both_shapes() -> None:
     stub = Stub(
         json_reply(200, {"paging": {}, "bounces": [bounce, {**bounce, "type": "SOFTBOUNCE"}]}),
         json_reply(200, [bounce]),
-        json_reply(200, []),
     )
     with client(stub) as spotler:
-        first = list(spotler.iter_bounces(START, END, page_size=5))
-        second = list(spotler.iter_bounces(START, END, page_size=1))
+        first = [b for b in spotler.iter_bounces(START, END, page_size=5) if isinstance(b, Bounce)]
+        second = [b for b in spotler.iter_bounces(START, END, page_size=5) if isinstance(b, Bounce)]
     assert [(b.type, b.hard, b.date) for b in first] == [
         ("HARDBOUNCE", True, 1_709_294_400_000),
         ("SOFTBOUNCE", False, 1_709_294_400_000),
     ]
     assert [b.contact.externalId for b in second] == ["9"]
+    assert len(stub.requests) == 2
     assert all(r.url.path.endswith("/contact/bounces/list") for r in stub.requests)
 
 
@@ -344,3 +389,11 @@ def test_contact_permission_helpers_merge_per_bit() -> None:
     assert contact.permissions() == {1: False, 2: True}
     assert contact.properties["permissions"] == [Permission(1, False), Permission(2, True)]
     assert Contact("2").permissions() == {}
+
+
+@pytest.mark.parametrize("enabled", ["false", "true", "0", 1, 0, None])
+def test_only_a_real_boolean_counts_as_consent(enabled: object) -> None:
+    contact = Contact("1", {"permissions": [{"bit": 1, "enabled": enabled}, {"bit": 2, "enabled": True}]})
+    assert contact.permissions() == {2: True}
+    assert Contact("2", {"permissions": [{"bit": "1", "enabled": True}]}).permissions() == {}
+    assert Contact("3", {"permissions": [{"bit": True, "enabled": True}]}).permissions() == {}

@@ -12,6 +12,7 @@ def test_defaults_without_environment() -> None:
     assert s.afas_getconnector == "Spotler_Contacts"
     assert s.afas_max_parallel == 4
     assert s.poll_interval_s == 30.0
+    assert (s.forget_after_days, s.retention_days) == (30.0, 30.0)
 
 
 def test_secrets_never_in_repr() -> None:
@@ -32,6 +33,8 @@ def test_secrets_never_in_repr() -> None:
         ({"AFAS_BASE_URL": "ftp://x"}, "AFAS_BASE_URL"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
+        ({"FORGET_AFTER_DAYS": "-1"}, "FORGET_AFTER_DAYS"),
+        ({"RETENTION_DAYS": "a month"}, "RETENTION_DAYS"),
     ],
 )
 def test_bad_values_name_their_variable(env: dict[str, str], message: str) -> None:

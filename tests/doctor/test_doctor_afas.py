@@ -67,7 +67,9 @@ def test_a_newsletter_column_that_is_text_fails(systems: Systems) -> None:
     assert newsletter["status"] == "fail"
     assert newsletter["detail"] == "Newsletter (Spotler permission bit 1) is string, not yes/no (boolean)"
     assert newsletter["fix"].startswith("make Newsletter a yes/no free field on the contact in AFAS")
-    assert outcome.failures() == {"newsletter fields yes/no"}
+    # And the producer would refuse every row: consent is read from real booleans only.
+    assert outcome.failures() == {"newsletter fields yes/no", "sample rows"}
+    assert "yes/no field is not a boolean (got str)" in outcome.checks["sample rows"]["detail"]
 
 
 def test_a_text_field_from_a_date_column_fails(systems: Systems) -> None:

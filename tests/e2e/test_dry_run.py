@@ -20,6 +20,7 @@ import pytest
 import redis
 from tests.e2e.helpers import afas_expectation, wait_for_quiet
 
+from connector.redaction import mask_value
 from connector.stack import Stack
 from connector.sync.dry_run import DryRunReport
 from connector.sync.rows import ContactRecord
@@ -119,11 +120,12 @@ def test_dry_run_reports_exactly_the_edits_on_both_sides_and_writes_nothing(
     assert plans[unsubscribed.contact_id].action == "write-back"
     assert plans[spotler_named.contact_id].action == "write-back"
     city = plans[spotler_city.contact_id].to_spotler[0]
-    assert (city.old, city.new) == ("Elders", spotler_city.values["city"])
+    assert (city.old, city.new) == (mask_value("Elders"), mask_value(spotler_city.values["city"]))
     named = plans[spotler_named.contact_id].to_afas[0]
-    assert (named.old, named.new) == (spotler_named.values["lastName"], "Uit-Spotler")
+    assert (named.old, named.new) == (mask_value(spotler_named.values["lastName"]), mask_value("Uit-Spotler"))
     assert (report.unsubscribe, report.write_back) == (baseline.unsubscribe + 1, baseline.write_back + 2)
     assert "@" not in output
+    assert "Droogzwemmer" not in output  # names are personal: masked like addresses
 
     # Nothing written: only GETs reached either API, and Redis holds what it held.
     afas_routes = stack.afas("GET", "requests")["routes"]

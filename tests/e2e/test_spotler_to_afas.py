@@ -6,14 +6,13 @@ producers' GetConnector reads happen every poll whatever changes.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from tests.e2e.helpers import afas_expectation, wait_for_quiet
+from tests.e2e.helpers import MAPPING, afas_expectation, wait_for_quiet
 
 from connector.stack import Stack, wait_until
 from connector.state.conflicts import ConflictStore
@@ -21,6 +20,7 @@ from connector.state.conflicts import ConflictStore
 pytestmark = pytest.mark.e2e
 
 POLL_S = 2.0
+ARRIVAL_DEADLINE_S = 120  # a correctness check; the latency itself is bench/latency.py's figure
 BOTH = ("afas", "spotler")
 AFAS_WRITES = ("PUT /connectors/KnContact", "PUT /connectors/KnPerson", "PUT /connectors/KnOrganisation")
 SPOTLER_WRITES = ("POST /contact/list", "POST /contact", "PUT /contact/{id}")
@@ -62,27 +62,34 @@ def reset_counts(stack: Stack) -> None:
     stack.spotler("DELETE", "requests")
 
 
+def other_columns(row: dict[str, Any], column: str) -> dict[str, Any]:
+    """The mapped GetConnector columns of a row but ``column`` and the modification dates (an edit moves those)."""
+    return {k: row[k] for k in MAPPING.columns if k != column and k not in MAPPING.keys.modified}
+
+
 def settle(stack: Stack, client: redis.Redis, cycles: int = 3) -> None:
     for _ in range(cycles):
         wait_for_quiet(stack, client, sources=BOTH)
 
 
-def test_unsubscribe_reaches_afas_within_a_poll_plus_5s(stack: Stack) -> None:
+def test_unsubscribe_reaches_afas(stack: Stack) -> None:
     cid = pick(stack, **{"permissions.1": True})
-    started = time.monotonic()
+    before = afas_row(stack, cid)
     stack.spotler("POST", "unsubscribe", json={"externalId": cid, "bit": 1})
-    wait_until(lambda: afas_row(stack, cid)["Newsletter"] is False, timeout_s=POLL_S + 5, interval_s=0.05)
-    print(f"unsubscribe reached AFAS after {time.monotonic() - started:.2f}s")
+    wait_until(lambda: afas_row(stack, cid)["Newsletter"] is False, timeout_s=ARRIVAL_DEADLINE_S, interval_s=0.2)
+    assert other_columns(afas_row(stack, cid), "Newsletter") == other_columns(before, "Newsletter")
 
 
 @pytest.mark.parametrize(("prop", "value", "column"), [
     ("lastName", "Vermeulen-Gerritsen", "LastName"),
     ("email", "profiel.wijziging@example.nl", "Email"),
 ])
-def test_profile_edit_reaches_afas_within_a_poll_plus_5s(stack: Stack, prop: str, value: str, column: str) -> None:
+def test_profile_edit_reaches_afas(stack: Stack, prop: str, value: str, column: str) -> None:
     cid = pick(stack)
+    before = afas_row(stack, cid)
     stack.spotler("POST", "edit", json={"externalId": cid, "properties": {prop: value}})
-    wait_until(lambda: afas_row(stack, cid)[column] == value, timeout_s=POLL_S + 5, interval_s=0.05)
+    wait_until(lambda: afas_row(stack, cid)[column] == value, timeout_s=ARRIVAL_DEADLINE_S, interval_s=0.2)
+    assert other_columns(afas_row(stack, cid), column) == other_columns(before, column)
 
 
 def test_one_change_costs_one_write_and_never_echoes(stack: Stack, redis_client: redis.Redis) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -303,3 +304,17 @@ def test_update_connectors_the_token_lacks_are_refused(afas: Afas) -> None:
     assert afas.put("KnContact", element("KnContact", {"CdId": row["ContactId"], "TeNr": "1"})).status_code == 201
     listed = afas.api.get("/metainfo").json()["updateConnectors"]
     assert [c["id"] for c in listed] == ["KnContact"]
+
+
+def test_the_control_view_lists_when_api_writes_changed_a_row_and_not_inside_afas_edits(afas: Afas) -> None:
+    row = a_prs_row(afas)
+    cid = row["ContactId"]
+    assert afas.control.get(f"/contacts/{cid}").json()["apiChanges"] == []
+    edit = {"entity": "contact", "id": cid, "fields": {"EmAd": "binnen@example.nl"}}
+    assert afas.control.post("/edit", json=edit).status_code == 200
+    assert afas.control.get(f"/contacts/{cid}").json()["apiChanges"] == []  # an edit inside AFAS is no API write
+    fields = {"BcCoOga": row["OrganisationId"], "BcCoPer": row["PersonNo"], NEWSLETTER: not row["Newsletter"]}
+    before = time.time() * 1000
+    assert afas.put("KnContact", element("KnContact", fields)).status_code == 201
+    (written,) = afas.control.get(f"/contacts/{cid}").json()["apiChanges"]
+    assert before <= written <= time.time() * 1000  # wall-clock ms, whatever the sandbox clock says

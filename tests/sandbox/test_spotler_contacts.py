@@ -303,3 +303,18 @@ def test_bulk_limits(env: Env) -> None:
     exactly = bulk(env, [{"externalId": str(i)} for i in range(100)])
     assert exactly.status_code == 200
     assert len(env.app.state.store) == 100
+
+
+def test_the_control_view_lists_when_api_writes_changed_a_contact(env: Env) -> None:
+    def changes() -> list[int]:
+        view: dict[str, Any] = httpx.get(f"{env.url}/_sandbox/contacts/w1").json()
+        return list(view["apiChanges"])
+
+    assert upsert(env, "w1", email="w1@example.org").is_success
+    assert changes() == []  # creating a contact overwrites nothing
+    httpx.post(f"{env.url}/_sandbox/edit", json={"externalId": "w1", "properties": {"firstName": "Els"}})
+    assert changes() == []  # a recipient's edit is no API write
+    assert upsert(env, "w1", lastName="Berg").is_success
+    assert upsert(env, "w1", lastName="Berg").is_success  # no effective change: not listed
+    (written,) = changes()
+    assert written == get(env, "w1")["lastChanged"]

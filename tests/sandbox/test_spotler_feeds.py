@@ -178,6 +178,21 @@ def test_a_changed_contact_moves_to_the_end_of_the_feed(env: Env) -> None:
     assert env.ids() == ["b", "a"]
 
 
+def test_feeds_by_id_switch_orders_both_feeds_by_external_id(env: Env) -> None:
+    env.clock(now=T0)
+    for external_id in ("c", "a", "b"):
+        env.upsert(external_id)
+        env.control("bounce", {"externalId": external_id, "type": "SOFTBOUNCE"})
+        env.clock(advance_s=1)
+    assert env.ids() == ["c", "a", "b"]
+    assert httpx.put(f"{env.url}/_sandbox/settings", json={"feeds_by_id": True}).is_success
+    assert env.ids() == ["a", "b", "c"]
+    assert env.ids(after=1, pageSize=1) == ["b"]
+    assert env.ids(fromDate="2024-03-01T12:00:01+01:00") == ["a", "b"]
+    bounces = env.api.get("contact/bounces/list", params={**EVER, "after": 1}).json()["bounces"]
+    assert [b["contact"]["externalId"] for b in bounces] == ["b", "c"]
+
+
 def test_bare_array_switch(env: Env) -> None:
     env.upsert("a")
     env.control("bounce", {"externalId": "a", "type": "SOFTBOUNCE"})

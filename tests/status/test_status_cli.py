@@ -107,6 +107,8 @@ def history(redis_client: redis.Redis) -> None:
     record(redis_client, "afas", 300, "a-old", read=1000, changed=1000, enqueued_messages=10)
     record(redis_client, "spotler", 200, "s-mid", read=4, changed=1, enqueued_messages=1)
     record(redis_client, "afas", 100, "a-new", read=20, changed=2, unchanged=17, rejected=1, enqueued_messages=1)
+    # The workers wrote one of a-new's two changes; the other's field had been overtaken.
+    redis_client.hset("connector:run:a-new:outcome", mapping={"written": 1, "superseded": 1})
 
 
 @pytest.mark.usefixtures("history")
@@ -115,16 +117,17 @@ def test_runs_table_newest_first() -> None:
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == ["source", "run", "started", "kind", "read", "changed", "unchanged", "rejected",
-                                "enqueued", "duration"]
+                                "enqueued", "written", "superseded", "duration"]
     assert [line.split()[1] for line in lines[1:]] == ["a-new", "s-mid", "a-old"]
-    assert lines[1].split()[-6:] == ["20", "2", "17", "1", "1", "1.50s"]
+    assert lines[1].split()[-8:] == ["20", "2", "17", "1", "1", "1", "1", "1.50s"]
 
 
 @pytest.mark.usefixtures("history")
 def test_runs_source_limit_and_json() -> None:
     code, out = invoke(runs, "--source", "afas", "--json")
     assert code == 0
-    assert [(r["run_id"], r["read"]) for r in json.loads(out)] == [("a-new", 20), ("a-old", 1000)]
+    found = [(r["run_id"], r["read"], r["superseded"]) for r in json.loads(out)]
+    assert found == [("a-new", 20, 1), ("a-old", 1000, 0)]
     code, out = invoke(runs, "--limit", "1", "--json")
     assert [r["run_id"] for r in json.loads(out)] == ["a-new"]
     assert invoke(runs, "--source", "nope")[0] == 2

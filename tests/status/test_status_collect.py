@@ -18,6 +18,7 @@ from connector.settings import Settings
 from connector.state import keys
 from connector.state.conflicts import ConflictStore
 from connector.state.cursors import CursorStore
+from connector.state.limits import ConcurrencyCap, RateLimiter
 from connector.state.rejections import RejectionStore
 from connector.state.runs import RunHistory
 from connector.status.collect import collect
@@ -26,7 +27,6 @@ from connector.status.report import StatusReport
 from connector.sync.merge import Conflict
 from connector.sync.rows import Rejection
 from connector.workers.dead_letters import DeadLetter, DeadLetterStore
-from connector.workers.limits import ConcurrencyCap, RateLimiter
 
 EMAIL = "marieke.devries@example.com"
 

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from connector.schemas.events import AfasChange, Value
 from connector.schemas.mapping import FORBIDDEN_WRITEBACK, load_mapping
-from connector.sync.merge import decide
+from connector.sync.merge import decide, decide_row
+from connector.sync.rows import ContactRecord
 from connector.sync.to_afas import afas_writes
 
 MAPPING = load_mapping(None)
@@ -35,6 +36,34 @@ def test_echo_of_our_own_write_is_suppressed() -> None:
     d = decide("1", MAPPING, agreed=agreed, afas=agreed, spotler=agreed)
     assert d.to_afas == {}
     assert d.to_spotler == {}
+
+
+def test_an_afas_opt_in_older_than_a_later_spotler_change_with_the_bit_off_loses() -> None:
+    # Spotler may have gone off -> on -> off unseen; its feed shows only "off, changed at t=200".
+    agreed = {**AGREED, "permissions.1": False}
+    afas = {**agreed, "permissions.1": True}  # opted in at t=100
+    d = decide("1", MAPPING, agreed=agreed, afas=afas, spotler=agreed, afas_time=100, spotler_time=200,
+               spotler_touched=200)
+    assert (d.to_spotler, d.to_afas, d.agreed["permissions.1"]) == ({}, {"permissions.1": False}, False)
+    assert [(c.field, c.rule, c.winner) for c in d.conflicts] == [("permissions.1", "opt-out wins", "spotler")]
+    # The same opt-in after that Spotler change, or with only our own writes since, goes to Spotler.
+    for touched in (50.0, 0.0):
+        later = decide("1", MAPPING, agreed=agreed, afas=afas, spotler=agreed, afas_time=100, spotler_time=200,
+                       spotler_touched=touched)
+        assert (later.to_spotler, later.to_afas, later.conflicts) == ({"permissions.1": True}, {}, [])
+
+
+def test_an_afas_opt_in_in_a_row_our_own_write_stamped_counts_as_made_before_that_write() -> None:
+    """AFAS stamps rows: our write at t=300 moved the stamp of a row whose opt-in was made at t=100 and
+    left to a later poll. Spotler's unsubscribe at t=200 must not lose to "an opt-in made at t=300"."""
+    agreed = {**AGREED, "permissions.1": False}
+    row = ContactRecord(contact_id="1", person_id="P1", organisation_id="O1", blocked=False, modified="",
+                        values={**agreed, "permissions.1": True}, stamp=300_000)
+    as_stamped = decide_row(row, MAPPING, agreed, agreed, 200_000, 200_000)
+    assert as_stamped.to_spotler == {"permissions.1": True}  # the row's stamp alone: the opt-in looks newer
+    known = decide_row(row, MAPPING, agreed, agreed, 200_000, 200_000, afas_stamp=100_000)
+    assert (known.to_spotler, known.to_afas) == ({}, {"permissions.1": False})
+    assert [(c.field, c.rule) for c in known.conflicts] == [("permissions.1", "opt-out wins")]
 
 
 def test_one_sided_changes_go_to_the_other_side() -> None:

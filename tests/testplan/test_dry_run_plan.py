@@ -43,7 +43,7 @@ def test_an_afas_edit_is_an_update_from_spotlers_value_to_afas_value() -> None:
     plan = plan_contact(record(firstName="Annelies"), dict(BASE), spotler(), MAPPING)
     assert plan is not None
     assert plan.action == "update"
-    assert fields(plan.to_spotler) == {"firstName": ("Anna", "Annelies", "changed in AFAS")}
+    assert fields(plan.to_spotler) == {"firstName": (mask_value("Anna"), mask_value("Annelies"), "changed in AFAS")}
     assert plan.to_afas == []
 
 
@@ -59,7 +59,7 @@ def test_a_spotler_edit_of_a_writable_field_goes_back_to_afas() -> None:
     assert plan is not None
     assert plan.action == "write-back"
     assert fields(plan.to_afas) == {
-        "lastName": ("Jansen", "de Vries", "changed in Spotler"),
+        "lastName": (mask_value("Jansen"), mask_value("de Vries"), "changed in Spotler"),
         "permissions.1": (True, False, "changed in Spotler"),
     }
     assert plan.to_spotler == []
@@ -71,7 +71,7 @@ def test_a_spotler_edit_of_a_one_way_field_is_overwritten_by_afas() -> None:
     assert plan.action == "update"
     assert plan.to_afas == []
     old, new, why = fields(plan.to_spotler)["city"]
-    assert (old, new) == ("Zwolle", "Utrecht")
+    assert (old, new) == (mask_value("Zwolle"), mask_value("Utrecht"))  # a city is personal: masked
     assert "one-way" in why
 
 
@@ -94,12 +94,16 @@ def test_a_contact_never_synced_and_absent_from_spotler_is_created_with_its_emai
     assert diffs["permissions.2"][1] is False  # Spotler must learn bits that are off too
 
 
-def test_a_contact_never_synced_but_already_in_spotler_only_shows_real_differences() -> None:
-    plan = plan_contact(record(), None, spotler(lastName="Jansen-Smit"), MAPPING)
+def test_a_contact_never_synced_but_already_in_spotler_settles_each_difference_as_a_conflict() -> None:
+    # No agreed state (an account that existed before the link, or a lost Redis): every field that
+    # differs is settled by its owner rule, so an unsubscribe made in Spotler is never undone.
+    newer_in_afas = msgspec.structs.replace(record(), stamp=1_714_557_600_000)  # 2024-05-01, after Spotler's edit
+    plan = plan_contact(newer_in_afas, None, spotler(lastName="Jansen-Smit", permissions__1=False), MAPPING)
     assert plan is not None
     assert plan.action == "update"
-    assert fields(plan.to_spotler) == {"lastName": ("Jansen-Smit", "Jansen", "changed in AFAS")}
-    assert plan.to_afas == []  # Spotler is never the source for a contact the link never synced
+    assert fields(plan.to_spotler) == {"lastName": (mask_value("Jansen-Smit"), mask_value("Jansen"),
+                                                   "conflict (newest): afas wins")}
+    assert fields(plan.to_afas) == {"permissions.1": (True, False, "conflict (opt-out wins): spotler wins")}
 
 
 def test_a_changed_email_shows_as_two_different_masks() -> None:

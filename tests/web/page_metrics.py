@@ -42,7 +42,7 @@ def expected_metrics(report: dict[str, Any]) -> dict[str, str]:
     for source, runs in report["runs"].items():
         for run in runs:
             for key in ("started_at", "kind", "read", "changed", "unchanged", "rejected", "enqueued_messages",
-                        "duration_s"):
+                        "written", "superseded", "duration_s"):
                 m[f"run.{source}.{run['run_id']}.{key}"] = run[key]
     rej = report["rejections"]
     m["rejections.total"] = rej["total"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import msgspec
@@ -20,6 +22,7 @@ from tests.web.page_metrics import assert_same_moment
 from connector.sandbox.server import BackgroundServer
 from connector.schemas.runs import PollResult
 from connector.settings import Settings
+from connector.stack import RedisServer
 from connector.state import keys
 from connector.state.conflicts import ConflictStore
 from connector.state.rejections import RejectionStore
@@ -27,10 +30,11 @@ from connector.state.runs import RunHistory
 from connector.status.report import StatusReport
 from connector.sync.merge import Conflict
 from connector.sync.rows import Rejection
-from connector.web.app import create_app
+from connector.web.app import create_app, web_redis_client
 from connector.workers.dead_letters import DeadLetter, DeadLetterStore
 
 TOKEN = "s3cret-status-token"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
 EMAIL = "pieter.bakker@example.com"
 
 Serve = Callable[..., str]
@@ -73,12 +77,10 @@ def unreachable() -> redis.Redis:
     return redis.Redis(unix_socket_path="/nonexistent/redis.sock", retry=Retry(NoBackoff(), 0))
 
 
-def test_healthz_is_open_and_reports_redis(serve: Serve) -> None:
-    response = httpx.get(f"{serve(token=None)}/healthz")
-    assert (response.status_code, response.json()) == (200, {"status": "ok"})
-    down = httpx.get(f"{serve(client=unreachable())}/healthz")
-    assert down.status_code == 503
-    assert down.json()["status"] == "unavailable"
+def test_healthz_is_open_and_says_ok_and_nothing_else(serve: Serve) -> None:
+    for base in (serve(token=None), serve(), serve(client=unreachable())):
+        response = httpx.get(f"{base}/healthz")
+        assert (response.status_code, response.text) == (200, "ok")
 
 
 @pytest.mark.parametrize("path", ["/", "/status.json", "/metrics"])
@@ -100,10 +102,8 @@ def test_a_missing_or_wrong_token_is_401(serve: Serve, path: str) -> None:
 
 
 @pytest.mark.parametrize("path", ["/", "/status.json", "/metrics"])
-def test_the_token_as_bearer_header_or_query_parameter(serve: Serve, path: str) -> None:
-    url = f"{serve()}{path}"
-    assert httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
-    response = httpx.get(url, params={"token": TOKEN})
+def test_the_token_as_bearer_header(serve: Serve, path: str) -> None:
+    response = httpx.get(f"{serve()}{path}", headers=BEARER)
     assert response.status_code == 200
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["referrer-policy"] == "no-referrer"
@@ -111,7 +111,7 @@ def test_the_token_as_bearer_header_or_query_parameter(serve: Serve, path: str) 
 
 @pytest.mark.usefixtures("populated")
 def test_status_json_is_the_report(serve: Serve) -> None:
-    response = httpx.get(f"{serve()}/status.json", params={"token": TOKEN})
+    response = httpx.get(f"{serve()}/status.json", headers=BEARER)
     assert response.headers["content-type"].startswith("application/json")
     report = msgspec.json.decode(response.content, type=StatusReport)
     assert [r.run_id for r in report.runs["afas"]] == ["run2", "run0"]
@@ -124,8 +124,8 @@ def test_status_json_is_the_report(serve: Serve) -> None:
 @pytest.mark.usefixtures("populated")
 def test_page_shows_every_figure_of_the_report(serve: Serve) -> None:
     base = serve()
-    page = httpx.get(f"{base}/", params={"token": TOKEN})
-    report = httpx.get(f"{base}/status.json", params={"token": TOKEN}).json()
+    page = httpx.get(f"{base}/", headers=BEARER)
+    report = httpx.get(f"{base}/status.json", headers=BEARER).json()
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert_same_moment(read_metrics(page.text), report)
@@ -168,8 +168,31 @@ def test_metrics_in_prometheus_text_format(serve: Serve) -> None:
 @pytest.mark.parametrize(("path", "kind"), [("/", "text/html"), ("/status.json", "application/json"),
                                             ("/metrics", "text/plain")])
 def test_redis_down_is_503_not_a_crash(serve: Serve, path: str, kind: str) -> None:
-    response = httpx.get(f"{serve(client=unreachable())}{path}", params={"token": TOKEN})
+    response = httpx.get(f"{serve(client=unreachable())}{path}", headers=BEARER)
     assert response.status_code == 503
     assert response.headers["content-type"].startswith(kind)
-    assert "Redis is unavailable" in (json.loads(response.text)["error"] if kind == "application/json"
-                                      else response.text)
+    assert response.headers["retry-after"] == "5"
+    assert "Redis unavailable (ConnectionError)" in (json.loads(response.text)["error"] if kind == "application/json"
+                                                     else response.text)
+
+
+def test_a_redis_restart_is_503_then_the_status_again_with_one_line_each_way(
+    serve: Serve, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        base = serve(client=web_redis_client(Settings.from_env({"REDIS_URL": server.url})))
+        with caplog.at_level(logging.INFO, logger="connector.web"):
+            assert httpx.get(f"{base}/status.json", headers=BEARER).status_code == 200
+            server.kill()
+            for path in ("/", "/status.json", "/metrics", "/status.json"):
+                assert httpx.get(f"{base}{path}", headers=BEARER, timeout=30).status_code == 503
+            health = httpx.get(f"{base}/healthz", timeout=30)
+            assert (health.status_code, health.text) == (200, "ok")
+            server.start()
+            assert httpx.get(f"{base}/status.json", headers=BEARER, timeout=30).status_code == 200
+    finally:
+        server.kill()
+    web_lines = [r.getMessage() for r in caplog.records if r.name == "connector.web.app"]
+    assert [line.split(" (")[0].split(" after")[0] for line in web_lines] == [
+        "web: Redis unavailable", "web: Redis is back"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,14 +29,13 @@ from connector.sandbox.afas.testing import running_sandbox
 from connector.schemas.events import AfasChange, Value
 from connector.schemas.mapping import load_mapping
 from connector.stack import ManagedProcess, connector_command, wait_until
-from connector.state.agreed import AgreedStore
 from connector.state.keys import COUNTERS
+from connector.state.limits import ConcurrencyCap
+from connector.state.ordering import Ordering
 from connector.state.queues import outstanding
 from connector.workers.actor import send
 from connector.workers.actors_afas import AFAS_QUEUE, AfasDeps, apply, apply_afas_change, declare
 from connector.workers.dead_letters import DeadLetterStore
-from connector.workers.idempotency import IdempotencyStore
-from connector.workers.limits import ConcurrencyCap
 
 StartWorker = Callable[..., dramatiq.Worker]
 EMAIL = "nieuw.adres@example.org"
@@ -68,18 +68,19 @@ def change_for(contact: dict[str, Any], changes: dict[str, Value], **keys: str) 
         person_id=keys.get("person_id", str(contact["PersonNo"])),
         organisation_id=str(contact["OrganisationId"]),
         changes=changes,
-        key=f"spotler:contact:{contact['ContactId']}:{next(_serial)}",
+        # Stamped now: a change that has not waited is written without reading the row first.
+        stamps=dict.fromkeys(changes, int(time.time() * 1000) + next(_serial)),
+        bases=dict.fromkeys(changes, 0),
     )
 
 
 def deps_for(url: str, client: redis.Redis) -> AfasDeps:
     return AfasDeps(
-        client=AfasClient(f"{url}/ProfitRestServices", DEFAULT_TOKEN, timeout=10),
+        client=AfasClient(f"{url}/ProfitRestServices", DEFAULT_TOKEN, timeout=10,
+                          gate=ConcurrencyCap(client, "afas", CAP).slot),
         redis=client,
         mapping=load_mapping(None),
-        claims=IdempotencyStore(client),
-        agreed=AgreedStore(client),
-        cap=ConcurrencyCap(client, "afas", CAP),
+        ordering=Ordering(client),
     )
 
 

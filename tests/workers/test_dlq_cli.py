@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from connector.cli.context import AppContext
 from connector.cli.dlq import dlq
 from connector.errors import RecordRejected, RetriableError
+from connector.redaction import mask_value
 from connector.settings import Settings
 from connector.workers.dead_letters import DeadLetter, DeadLetterStore, letter_for_message
 
@@ -84,12 +85,12 @@ def test_show_by_short_id_masks_the_payload(letters: list[DeadLetter]) -> None:
     code, out = _invoke("show", letters[1].id[:8])
     assert code == 0
     assert f"id:                 {letters[1].id}" in out
-    assert '"email": "<email>"' in out
+    assert f'"email": "{mask_value(EMAIL)}"' in out
     assert EMAIL not in out
 
     code, out = _invoke("show", letters[1].id, "--json")
     data = json.loads(out)
-    assert data["message"]["kwargs"]["payload"] == {"contact_id": "2", "email": "<email>"}
+    assert data["message"]["kwargs"]["payload"] == {"contact_id": "2", "email": mask_value(EMAIL)}
 
     code, out = _invoke("show", "ffffffff")
     assert code == 1
@@ -131,6 +132,17 @@ def test_replay_all_of_one_queue_as_json(letters: list[DeadLetter], redis_client
     assert redis_client.hlen("dramatiq:spotler.msgs") == 2
 
 
+def test_replay_all_goes_oldest_first(letters: list[DeadLetter], redis_client: redis.Redis) -> None:
+    # The newest first would land an older change of a contact last; the ordering check refuses
+    # it then too, but oldest first is the order the changes were made in.
+    code, out = _invoke("replay", "--all", "--yes", "--json")
+    assert code == 0
+    assert [d["id"] for d in json.loads(out)] == [letter.id for letter in sorted(letters, key=lambda x: x.failed_at)]
+    queued = [dramatiq.Message.decode(redis_client.hget("dramatiq:spotler.msgs", mid))
+              for mid in redis_client.lrange("dramatiq:spotler", 0, -1)]
+    assert [m.options["replay_of"] for m in queued] == [letters[0].id, letters[2].id]
+
+
 def test_selection_errors(letters: list[DeadLetter]) -> None:
     assert _invoke("replay")[0] == 2
     assert _invoke("purge", letters[0].id, "--all")[0] == 2
@@ -151,3 +163,47 @@ def test_purge(letters: list[DeadLetter], redis_client: redis.Redis) -> None:
     assert code == 0
     assert store.count() == 0
     assert not redis_client.exists("dramatiq:spotler.msgs")
+
+
+PERSONAL = {"firstName": "Zebulonius", "lastName": "Quixwhistle", "phone": "+31 6 48151623",
+            "street": "Zwaluwstaartsteeg 7"}
+
+
+@pytest.fixture
+def personal_letter(redis_client: redis.Redis) -> DeadLetter:
+    message = dramatiq.Message(queue_name="spotler", actor_name="upsert_batch", args=(),
+                               kwargs={"payload": {"contact_id": "7", "changes": dict(PERSONAL)}}, options={})
+    letter = letter_for_message(message, reason="fatal", error=RecordRejected("refused"), attempts=1,
+                                entity_key="contact:7")
+    DeadLetterStore(redis_client).add(letter)
+    return letter
+
+
+def test_names_phones_and_streets_are_masked_in_show_and_list(personal_letter: DeadLetter) -> None:
+    outputs = [_invoke(*args)[1] for args in (("show", personal_letter.id), ("show", personal_letter.id, "--json"),
+                                              ("list",), ("list", "--json"))]
+    for out in outputs:
+        assert not [value for value in PERSONAL.values() if value in out]
+    data = json.loads(outputs[1])
+    assert data["message"]["kwargs"]["payload"]["changes"]["lastName"] == mask_value("Quixwhistle")
+    assert data["message"]["kwargs"]["payload"]["contact_id"] == "7"
+
+
+def test_reveal_asks_first_and_logs_only_the_letter_id(
+    personal_letter: DeadLetter, caplog: pytest.LogCaptureFixture
+) -> None:
+    code, out = _invoke("show", personal_letter.id, "--reveal", input="n\n")
+    assert code == 1
+    assert "Quixwhistle" not in out
+    assert not [r for r in caplog.records if "reveal" in r.getMessage()]
+
+    code, out = _invoke("show", personal_letter.id, "--reveal", input="y\n")
+    assert code == 0
+    assert "unmasked" in out  # the question
+    assert "Quixwhistle" in out
+    code, out = _invoke("show", personal_letter.id, "--reveal", "--yes", "--json")
+    assert json.loads(out)["message"]["kwargs"]["payload"]["changes"] == PERSONAL
+
+    reveals = [r.getMessage() for r in caplog.records if "reveal" in r.getMessage()]
+    assert reveals == [f"dlq show --reveal: dead letter {personal_letter.id} shown unmasked"] * 2
+    assert not [r for r in caplog.records if any(v in r.getMessage() for v in PERSONAL.values())]

@@ -15,9 +15,14 @@ import dramatiq
 import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import CurrentMessage, TimeLimit
 
+from connector.redaction import RedactingFilter
+from connector.stack import RedisServer, wait_until
 from connector.workers.actor import send
-from connector.workers.launcher import Launcher, RedactingFilter, import_actor_modules
+from connector.workers.dead_letters import DeadLetterStore
+from connector.workers.launcher import Launcher, ReconnectNoiseFilter, import_actor_modules
+from connector.workers.middleware import ErrorPolicy
 from connector.workers.testing_actors import (
     DONE,
     RELEASE,
@@ -156,3 +161,85 @@ def test_the_log_filter_masks_addresses_in_messages_and_tracebacks() -> None:
     assert "anna@example.org" not in formatted
     assert "message to <email> failed" in formatted
     assert "ValueError: refused <email>" in formatted
+
+
+def test_the_launcher_waits_for_redis_at_start(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    server = RedisServer(tmp_path / "redis")  # not running yet
+    client = server.client()
+    broker = RedisBroker(client=client, middleware=[CurrentMessage(), ErrorPolicy(DeadLetterStore(client)),
+                                                    TimeLimit()])
+    actors = declare(broker)
+    stop = threading.Event()
+    launcher = Launcher(broker, [TEST_QUEUE], threads=1, worker_timeout_ms=50)
+    codes: list[int] = []
+    runner = threading.Thread(target=lambda: codes.append(launcher.run(stop)))
+    try:
+        with caplog.at_level(logging.INFO, logger="connector.workers"):
+            runner.start()
+            wait_until(lambda: "Redis unavailable" in caplog.text, timeout_s=30)
+            assert runner.is_alive()
+            server.start()
+            wait_until(lambda: "worker started: queues=testing" in caplog.text, timeout_s=60)
+            send(actors.run_job, Job(id="after-the-wait"))
+            wait_until(lambda: _done(client) == {"after-the-wait": 1}, timeout_s=30)
+            stop.set()
+            runner.join(timeout=30)
+    finally:
+        stop.set()
+        server.kill()
+        broker.close()
+    assert codes == [0]
+    waiting = [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
+    assert len(waiting) == 1
+    assert waiting[0].levelno == logging.WARNING
+    assert "Redis is back after" in caplog.text
+
+
+def test_a_worker_process_started_without_redis_waits_and_stops_on_sigterm(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis")
+    log = tmp_path / "worker.log"
+    try:
+        waiting = _work(server.url, log, "--queue", TEST_QUEUE)
+        _wait_for(lambda: "Redis unavailable" in log.read_text(), waiting, log)
+        os.killpg(waiting.pid, signal.SIGTERM)
+        assert waiting.wait(timeout=10) == 0, log.read_text()
+        assert "worker stopped before it started" in log.read_text()
+
+        starting = _work(server.url, log, "--queue", TEST_QUEUE)
+        _wait_for(lambda: log.read_text().count("Redis unavailable") == 2, starting, log)
+        server.start()
+        _wait_for(lambda: "worker started: queues=testing" in log.read_text(), starting, log)
+        os.killpg(starting.pid, signal.SIGTERM)
+        assert starting.wait(timeout=25) == 0, log.read_text()
+    finally:
+        server.kill()
+    assert "Traceback" not in log.read_text()
+
+
+def test_consumer_reconnect_lines_are_collapsed_and_name_messages_by_id() -> None:
+    noise = ReconnectNoiseFilter()
+
+    def record(msg: str, *args: object, exc: BaseException | None = None) -> logging.LogRecord:
+        return logging.LogRecord("dramatiq.worker.ConsumerThread(spotler)", logging.CRITICAL, __file__, 1, msg,
+                                 args, (type(exc), exc, None) if exc else None)
+
+    refused = redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+    lines = [record("Consumer encountered a connection error: %s", refused) for _ in range(5)]
+    assert [noise.filter(r) for r in lines] == [True, False, False, False, False]
+    timed_out = record("Consumer encountered an unexpected error.", exc=redis.TimeoutError("Timeout reading"))
+    assert noise.filter(timed_out)
+    assert timed_out.exc_info is None
+    assert timed_out.getMessage() == "Consumer encountered an unexpected error. (TimeoutError: Timeout reading)"
+    other = logging.LogRecord("dramatiq.worker.WorkerThread", logging.INFO, __file__, 1, "Restarting consumer",
+                              (), None)
+    assert all(noise.filter(other) for _ in range(3))
+
+    message = dramatiq.Message(queue_name="spotler", actor_name="upsert_batch", args=(),
+                               kwargs={"payload": {"first_name": "Anna", "email": "anna@example.org"}}, options={})
+    ack = record("Failed to post_process_message(%s) due to a connection error: %s", message, refused)
+    assert RedactingFilter().filter(ack)
+    assert ReconnectNoiseFilter().filter(ack)
+    shown = logging.Formatter().format(ack)
+    assert f"upsert_batch message {message.message_id}" in shown
+    assert "Anna" not in shown
+    assert "anna@" not in shown

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import dramatiq
 import msgspec
@@ -14,6 +17,7 @@ from dramatiq.middleware import CurrentMessage, TimeLimit, TimeLimitExceeded
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from connector.stack import RedisServer, wait_until
 from connector.workers.actor import connector_actor, message_for, send
 from connector.workers.dead_letters import DeadLetterStore, adopt_broker_dead_letters, replay
 from connector.workers.middleware import ErrorPolicy
@@ -228,7 +232,7 @@ def test_unwritable_dead_letter_falls_back_to_the_broker_and_is_adopted(
     unreachable = DeadLetterStore(_unreachable())
     client = redis.Redis.from_url(redis_url)
     broker = RedisBroker(
-        client=client, middleware=[CurrentMessage(), ErrorPolicy(unreachable), TimeLimit()]
+        client=client, middleware=[CurrentMessage(), ErrorPolicy(unreachable, redis_wait_s=0), TimeLimit()]
     )
     actors = declare(broker)
     sent = send(actors.run_job, Job(id="u", fail="fatal"))
@@ -267,3 +271,80 @@ def test_a_time_limit_interrupt_counts_as_a_failed_attempt(
     assert calls == ["t", "t"]
     [letter] = DeadLetterStore(redis_client).list()
     assert (letter.reason, letter.error_class, letter.attempts) == ("exhausted", "TimeLimitExceeded", 2)
+
+
+class Ping(msgspec.Struct, frozen=True):
+    id: str
+
+
+@pytest.fixture
+def outage_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.kill()
+
+
+def test_a_message_failing_while_redis_is_down_is_retried_once_it_is_back(
+    outage_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = outage_server.client()
+    broker = RedisBroker(client=client, middleware=[CurrentMessage(), ErrorPolicy(DeadLetterStore(client)),
+                                                    TimeLimit()])
+    running, go_on = threading.Event(), threading.Event()
+    attempts: list[str] = []
+    done: list[str] = []
+
+    @connector_actor(queue_name="outage", payload=Ping, broker=broker, min_backoff=10, max_backoff=50,
+                     entity_key=lambda ping: f"ping:{ping.id}")
+    def ping(payload: Ping) -> None:
+        attempts.append(payload.id)
+        if len(attempts) == 1:
+            running.set()
+            go_on.wait(30)  # the test kills Redis meanwhile
+        client.incr("pings")  # Redis went away under the actor: a redis.ConnectionError
+        done.append(payload.id)
+
+    send(ping, Ping(id="1"))
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
+    worker.start()
+    try:
+        with caplog.at_level(logging.INFO):
+            assert running.wait(30)
+            outage_server.kill()
+            go_on.set()
+            wait_until(lambda: "Redis unavailable" in caplog.text, timeout_s=30)
+            time.sleep(3)  # the outage itself
+            outage_server.start()
+            wait_until(lambda: done == ["1"], timeout_s=60)
+            broker.join("outage", timeout=30_000)
+    finally:
+        worker.stop(timeout=10_000)
+        broker.close()
+    assert attempts == ["1", "1"]
+    assert DeadLetterStore(client).count() == 0
+    assert client.zcard("dramatiq:outage.XQ") == 0
+    policy = [r for r in caplog.records if r.name == "connector.workers"]
+    [failed] = [r for r in policy if "Redis unavailable" in r.getMessage()]
+    assert failed.levelno == logging.WARNING
+    assert "entity ping:1" in failed.getMessage()
+    assert not failed.exc_info
+    assert not [r for r in policy if r.levelno >= logging.ERROR]
+    assert any("Redis answered again after" in r.getMessage() for r in policy)
+
+
+@pytest.mark.parametrize("fail", ["retriable", "rate_limited"])
+def test_a_huge_retry_after_is_capped_at_seven_days_not_an_overflow(
+    broker: RedisBroker, redis_client: redis.Redis, start_worker: StartWorker, fail: str
+) -> None:
+    actors = declare(broker, max_retries=3)
+    sent = send(actors.run_job, Job(id="huge", fail=fail, retry_after=1e306))
+    start_worker(broker)
+    delayed = f"dramatiq:{TEST_QUEUE}.DQ.msgs"
+    wait_until(lambda: redis_client.hlen(delayed) == 1, timeout_s=30)
+    [raw] = redis_client.hvals(delayed)
+    message = dramatiq.Message.decode(raw)
+    assert message.message_id == sent.message_id
+    week_ms = 7 * 86_400_000
+    assert week_ms - 120_000 < int(message.options["eta"]) - int(time.time() * 1000) <= week_ms
+    assert redis_client.zcard(f"dramatiq:{TEST_QUEUE}.XQ") == 0  # not failed to the broker's dead letters
+    assert DeadLetterStore(redis_client).count() == 0

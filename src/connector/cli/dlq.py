@@ -1,7 +1,11 @@
 """``connector dlq list | show | replay | purge``: the messages the workers gave up on.
 
-Output never shows e-mail addresses: errors are stored masked, and payloads
-and entity keys are masked again on the way out (``--json`` included).
+Output never shows personal data: errors are stored redacted, and payloads and
+entity keys are masked on the way out (``--json`` included) by
+``connector.redaction``: e-mail addresses in any spelling, and the values of
+personal fields (names, phone numbers, addresses). ``dlq show --reveal`` shows
+one letter's payload as stored, after a confirmation, and logs that it did
+(the letter's id only).
 Before listing, messages Dramatiq dead-lettered on its own (an unknown actor,
 an unreachable store) are taken over into the store.
 """
@@ -9,6 +13,7 @@ an unreachable store) are taken over into the store.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -17,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from connector.cli.context import AppContext
-from connector.clients.http import redact
+from connector.redaction import mask_fields, redact
 
 if TYPE_CHECKING:
     from connector.workers.dead_letters import DeadLetter, DeadLetterStore
@@ -25,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["dlq"]
 
 _ERROR_WIDTH = 60
+
+log = logging.getLogger("connector.dlq")
 
 
 def _store(app: AppContext) -> DeadLetterStore:
@@ -38,31 +45,21 @@ def _store(app: AppContext) -> DeadLetterStore:
     return store
 
 
-def _mask(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {k: _mask(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_mask(v) for v in value]
-    return value
-
-
-def _summary(letter: DeadLetter, *, with_message: bool = False) -> dict[str, Any]:
+def _summary(letter: DeadLetter, *, with_message: bool = False, reveal: bool = False) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": letter.id,
         "queue": letter.queue,
         "actor": letter.actor,
-        "entity_key": _mask(letter.entity_key),
+        "entity_key": mask_fields(letter.entity_key),
         "reason": letter.reason,
         "attempts": letter.attempts,
         "error_class": letter.error_class,
-        "error": _mask(letter.error),
+        "error": mask_fields(letter.error),
         "failed_at": datetime.fromtimestamp(letter.failed_at, UTC).isoformat(),
         "source_message_id": letter.source_message_id,
     }
     if with_message:
-        data["message"] = _mask(letter.message)
+        data["message"] = letter.message if reveal else mask_fields(letter.message)
     return data
 
 
@@ -77,9 +74,9 @@ def _table(letters: Iterable[DeadLetter]) -> None:
     now = time.time()
     rows = [
         (
-            letter.id[:8], letter.queue, letter.actor, _mask(letter.entity_key or "-"), letter.reason,
+            letter.id[:8], letter.queue, letter.actor, mask_fields(letter.entity_key or "-"), letter.reason,
             str(letter.attempts), _age(now - letter.failed_at),
-            _mask(f"{letter.error_class}: {letter.error}" if letter.error_class else letter.error),
+            mask_fields(f"{letter.error_class}: {letter.error}" if letter.error_class else letter.error),
         )
         for letter in letters
     ]
@@ -145,11 +142,17 @@ def list_letters(app: AppContext, queue: str | None, limit: int, as_json: bool) 
 @dlq.command("show")
 @click.argument("letter_id")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of text")
+@click.option("--reveal", is_flag=True, help="show the message unmasked (personal data); asks first, and is logged")
+@click.option("--yes", "-y", is_flag=True, help="with --reveal: do not ask for confirmation")
 @click.pass_obj
-def show(app: AppContext, letter_id: str, as_json: bool) -> None:
-    """One dead letter, with its message (e-mail addresses masked)."""
+def show(app: AppContext, letter_id: str, as_json: bool, reveal: bool, yes: bool) -> None:
+    """One dead letter, with its message (personal data masked unless --reveal)."""
     [letter] = _resolve(_store(app), [letter_id])
-    data = _summary(letter, with_message=True)
+    if reveal:
+        if not yes:
+            click.confirm(f"Show dead letter {letter.id} unmasked, personal data included?", abort=True, err=True)
+        log.warning("dlq show --reveal: dead letter %s shown unmasked", letter.id)
+    data = _summary(letter, with_message=True, reveal=reveal)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -184,11 +187,16 @@ def replay_letters(
     ids: tuple[str, ...], select_all: bool, queue: str | None, limit: int | None,
     dry_run: bool, yes: bool, as_json: bool,
 ) -> None:
-    """Send dead letters through their original actor again (fresh retry count)."""
+    """Send dead letters through their original actor again (fresh retry count), oldest first.
+
+    A replayed change goes through the same newer-wins check as any other: a
+    field that something newer has overtaken since is counted as superseded and
+    not written, so replaying an old letter never puts an old value back.
+    """
     from connector.workers.dead_letters import replay
 
     store = _store(app)
-    letters = _select(store, ids, select_all, queue, limit)
+    letters = sorted(_select(store, ids, select_all, queue, limit), key=lambda letter: letter.failed_at)
     if _preview("replay", letters, dry_run, yes, as_json):
         return
     broker = app.broker

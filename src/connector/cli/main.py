@@ -11,6 +11,8 @@ from connector.cli.context import AppContext
 from connector.cli.demo import demo
 from connector.cli.dlq import dlq
 from connector.cli.doctor import doctor
+from connector.cli.forget import forget
+from connector.cli.migrate import migrate
 from connector.cli.produce import conflicts, produce, rejects, resync
 from connector.cli.sandbox import sandbox
 from connector.cli.status import runs, status
@@ -45,9 +47,14 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = AppContext(settings=settings)
 
 
-for command in (conflicts, demo, dlq, doctor, produce, rejects, resync, runs, sandbox, status, testplan, web, work):
+for command in (conflicts, demo, dlq, doctor, forget, migrate, produce, rejects, resync, runs, sandbox, status,
+                testplan, web, work):
     cli.add_command(command)
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except ConfigError as exc:  # raised past click by a command's set-up (no Redis, an unreadable mapping)
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(1) from None

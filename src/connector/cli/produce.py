@@ -10,33 +10,46 @@ import click
 from connector import runtime
 from connector.cli.context import AppContext
 from connector.errors import ConnectorError
+from connector.redaction import mask_fields, redact, shown_value
 from connector.schemas.events import SpotlerBatch
 from connector.schemas.runs import PollResult
 
 __all__ = ["conflicts", "produce", "rejects", "resync"]
 
 
-def _afas_producer(ctx: AppContext):  # type: ignore[no-untyped-def]
+def _afas_producer(ctx: AppContext, *, allow_deletions: bool = False):  # type: ignore[no-untyped-def]
     from connector.producers.afas import AfasProducer
+    from connector.producers.sink import RedisSink
+    from connector.schemas.events import AfasChange
     from connector.workers.actor import send
+    from connector.workers.actors_afas import apply_afas_change
     from connector.workers.actors_spotler import upsert_batch
 
     settings = ctx.settings
+    client = runtime.redis_client(settings)
 
     def enqueue(batch: SpotlerBatch) -> None:
         send(upsert_batch, batch)
 
+    def enqueue_afas(change: AfasChange) -> None:
+        send(apply_afas_change, change)
+
     return AfasProducer(
-        runtime.afas_client(settings),
+        runtime.afas_client(settings, client),
         runtime.mapping(settings),
-        runtime.redis_client(settings),
-        enqueue,
+        client,
+        RedisSink(client, enqueue, enqueue_afas),
         getconnector=settings.afas_getconnector,
-        spotler=runtime.spotler_client(settings),
+        spotler=runtime.spotler_client(settings, client),
+        deletions_max_share=settings.deletions_max_share,
+        allow_deletions=allow_deletions,
+        forget_after_s=settings.forget_after_days * 86400,
+        retention_s=settings.retention_days * 86400,
     )
 
 
 def _spotler_producer(ctx: AppContext):  # type: ignore[no-untyped-def]
+    from connector.producers.sink import RedisSink
     from connector.producers.spotler import SpotlerProducer
     from connector.schemas.events import AfasChange
     from connector.workers.actor import send
@@ -44,6 +57,7 @@ def _spotler_producer(ctx: AppContext):  # type: ignore[no-untyped-def]
     from connector.workers.actors_spotler import upsert_batch
 
     settings = ctx.settings
+    client = runtime.redis_client(settings)
 
     def enqueue_afas(change: AfasChange) -> None:
         send(apply_afas_change, change)
@@ -52,13 +66,13 @@ def _spotler_producer(ctx: AppContext):  # type: ignore[no-untyped-def]
         send(upsert_batch, batch)
 
     return SpotlerProducer(
-        runtime.spotler_client(settings),
-        runtime.afas_client(settings),
+        runtime.spotler_client(settings, client),
+        runtime.afas_client(settings, client),
         runtime.mapping(settings),
-        runtime.redis_client(settings),
-        enqueue_afas=enqueue_afas,
-        enqueue_spotler=enqueue_spotler,
+        client,
+        RedisSink(client, enqueue_spotler, enqueue_afas),
         getconnector=settings.afas_getconnector,
+        restart_lookback_s=settings.spotler_restart_lookback_s,
     )
 
 
@@ -116,9 +130,18 @@ def _run_producer(ctx: AppContext, source: str, once: bool, no_wait: bool) -> No
 @click.option("--sample", type=click.IntRange(0), default=20, show_default=True,
               help="with --dry-run: contacts shown field by field")
 @click.option("--json", "as_json", is_flag=True, help="with --dry-run: the report as JSON")
+@click.option("--yes", "-y", is_flag=True,
+              help="with deletions = unsubscribe: unsubscribe even more than DELETIONS_MAX_SHARE of the contacts")
 @click.pass_obj
-def resync(ctx: AppContext, dry_run: bool, sample: int, as_json: bool) -> None:
-    """Walk the whole GetConnector and send only what differs from the agreed state."""
+def resync(ctx: AppContext, dry_run: bool, sample: int, as_json: bool, yes: bool) -> None:
+    """Walk the whole GetConnector and send only what differs from the agreed state.
+
+    Exit status 0 when the pass completed; 1 when it failed, or when more
+    contacts are gone from the GetConnector than one pass may unsubscribe
+    (DELETIONS_MAX_SHARE, without --yes): then nobody was unsubscribed.
+    """
+    from connector.producers.afas import DeletionsHeld
+    from connector.state.rejections import RejectionStore
     from connector.state.runs import RunHistory
 
     if dry_run:
@@ -127,7 +150,7 @@ def resync(ctx: AppContext, dry_run: bool, sample: int, as_json: bool) -> None:
     if as_json:
         raise click.UsageError("--json goes with --dry-run")
     try:
-        producer = _afas_producer(ctx)
+        producer = _afas_producer(ctx, allow_deletions=yes)
     except ConnectorError as exc:
         raise click.ClickException(str(exc)) from None
     started = time.monotonic()
@@ -135,7 +158,7 @@ def resync(ctx: AppContext, dry_run: bool, sample: int, as_json: bool) -> None:
     # previous full pass read (or the contacts synced so far), stretched if exceeded.
     history = RunHistory(producer.redis)
     previous = [r.read for r in history.latest("afas", 200) if r.kind == "resync"]
-    expected = previous[0] if previous else producer.agreed.count() + producer.rejections.count()
+    expected = previous[0] if previous else producer.agreed.count() + RejectionStore(producer.redis).count()
 
     def progress(result: PollResult) -> None:
         total = max(expected, result.read, 1)
@@ -149,6 +172,9 @@ def resync(ctx: AppContext, dry_run: bool, sample: int, as_json: bool) -> None:
 
     try:
         result = producer.poll_once(full=True, progress=progress)
+    except DeletionsHeld as exc:
+        click.echo("", err=True)
+        raise click.ClickException(f"resync stopped before unsubscribing: {exc}") from None
     except ConnectorError as exc:
         click.echo("", err=True)
         raise click.ClickException(f"resync failed: {exc}") from None
@@ -166,7 +192,7 @@ def _dry_run(ctx: AppContext, sample: int, as_json: bool) -> None:
     """``resync --dry-run``: read AFAS, Spotler and the agreed state; print the plan (emails masked)."""
     import msgspec
 
-    from connector.producers.dryrun import dry_run
+    from connector.producers.dry_run import dry_run
     from connector.sync.dry_run import DryRunReport, render
 
     settings = ctx.settings
@@ -175,7 +201,7 @@ def _dry_run(ctx: AppContext, sample: int, as_json: bool) -> None:
         click.echo(f"\r  read {report.read:>8,} AFAS rows", nl=False, err=True)
 
     try:
-        with runtime.afas_client(settings) as afas, runtime.spotler_client(settings) as spotler:
+        with runtime.afas_client(settings, ctx.redis) as afas, runtime.spotler_client(settings) as spotler:
             report = dry_run(afas, spotler, runtime.mapping(settings), ctx.redis,
                              getconnector=settings.afas_getconnector, sample=sample, progress=progress)
     except ConnectorError as exc:
@@ -190,7 +216,7 @@ def _dry_run(ctx: AppContext, sample: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def rejects(ctx: AppContext, limit: int, as_json: bool) -> None:
-    """Rejected records: contact, field and reason (newest first)."""
+    """Rejected records: contact, field and reason (newest first); an e-mail address as id shows as <email>."""
     import msgspec
 
     from connector.state.rejections import RejectionStore
@@ -198,16 +224,16 @@ def rejects(ctx: AppContext, limit: int, as_json: bool) -> None:
     store = RejectionStore(runtime.redis_client(ctx.settings))
     records = store.list(limit=limit)
     if as_json:
-        click.echo(json.dumps(msgspec.to_builtins(records), indent=2))
+        click.echo(json.dumps(mask_fields(msgspec.to_builtins(records)), indent=2))
         return
     counts = store.by_reason()
     click.echo(f"{store.count()} rejected records")
     for reason, n in counts.most_common():
-        click.echo(f"  {n:>6}  {reason}")
+        click.echo(f"  {n:>6}  {redact(reason)}")
     if records:
         click.echo(f"\n{'source':<8} {'contact':<10} {'field':<16} reason")
         for r in records:
-            click.echo(f"{r.source:<8} {r.contact_id or '-':<10} {r.field:<16} {r.reason}")
+            click.echo(f"{r.source:<8} {redact(r.contact_id or '-'):<10} {r.field:<16} {redact(r.reason)}")
 
 
 @click.command()
@@ -215,7 +241,11 @@ def rejects(ctx: AppContext, limit: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def conflicts(ctx: AppContext, limit: int, as_json: bool) -> None:
-    """Settled conflicts: contact, field, both values, the rule and the outcome (newest first)."""
+    """Settled conflicts: contact, field, both values, the rule and the outcome (newest first).
+
+    Values of personal fields (names, e-mail, phone, address) show as a short
+    digest (``<personal 1a2b>``), equal values alike; other values as they are.
+    """
     import msgspec
 
     from connector.state.conflicts import ConflictStore
@@ -223,7 +253,7 @@ def conflicts(ctx: AppContext, limit: int, as_json: bool) -> None:
     store = ConflictStore(runtime.redis_client(ctx.settings))
     records = store.list(limit=limit)
     if as_json:
-        click.echo(json.dumps(msgspec.to_builtins(records), indent=2))
+        click.echo(json.dumps(mask_fields(msgspec.to_builtins(records)), indent=2))
         return
     click.echo(f"{store.count()} settled conflicts")
     for rule, n in store.by_rule().most_common():
@@ -232,10 +262,5 @@ def conflicts(ctx: AppContext, limit: int, as_json: bool) -> None:
         click.echo(f"\n{'contact':<10} {'field':<16} {'rule':<14} {'winner':<8} afas → spotler")
         for r in records:
             c = r.conflict
-            click.echo(f"{c.contact_id:<10} {c.field:<16} {c.rule:<14} {c.winner:<8} "
-                       f"{_shown(c.field, c.afas_value)} → {_shown(c.field, c.spotler_value)}")
-
-
-def _shown(field: str, value: object) -> str:
-    """Values are shown, except e-mail addresses (personal data stays out of terminals and logs)."""
-    return "<e-mail>" if field == "email" and value else repr(value)
+            click.echo(f"{redact(c.contact_id):<10} {c.field:<16} {c.rule:<14} {c.winner:<8} "
+                       f"{shown_value(c.field, c.afas_value)} → {shown_value(c.field, c.spotler_value)}")

@@ -87,7 +87,12 @@ def status(app: AppContext, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def runs(app: AppContext, source: str | None, limit: int, as_json: bool) -> None:
-    """The producers' poll history, newest first: read, changed, unchanged, rejected, enqueued, duration."""
+    """The producers' poll history, newest first: read, changed, unchanged, rejected, enqueued, duration.
+
+    ``written`` and ``superseded`` are what the workers made of the run's
+    messages so far: changes written, and fields not written because a newer
+    change had been applied (or was on its way) by the time they ran.
+    """
     from connector.state.runs import RunHistory
 
     history = RunHistory(app.redis)
@@ -104,8 +109,8 @@ def runs(app: AppContext, source: str | None, limit: int, as_json: bool) -> None
         click.echo("no runs recorded")
         return
     click.echo(f"{'source':<8} {'run':<12} {'started':<23} {'kind':<7}{'read':>9}{'changed':>9}{'unchanged':>10}"
-               f"{'rejected':>9}{'enqueued':>9}{'duration':>10}")
+               f"{'rejected':>9}{'enqueued':>9}{'written':>9}{'superseded':>11}{'duration':>10}")
     for run in found:
         click.echo(f"{run.source:<8} {run.run_id:<12} {_when(run.started_at):<23} {run.kind:<7}{run.read:>9,}"
                    f"{run.changed:>9,}{run.unchanged:>10,}{run.rejected:>9,}{run.enqueued_messages:>9,}"
-                   f"{run.duration_s:>9.2f}s")
+                   f"{run.written:>9,}{run.superseded:>11,}{run.duration_s:>9.2f}s")

@@ -21,8 +21,10 @@ def web(app: AppContext, host: str, port: int | None) -> None:
 
     if not app.settings.status_token:
         click.echo("web: STATUS_TOKEN is not set: /, /status.json and /metrics answer 403", err=True)
-    # No access log: a request line would carry ?token=.
+    # No access log: an old bookmark's ?token= (answered with a redirect) must not reach a log line.
+    # No logging config of uvicorn's own: its lines (tracebacks included) go to the root handlers,
+    # which redact them.
     uvicorn.run(
         create_app(app.settings), host=host, port=port or app.settings.port,
-        log_level="warning", access_log=False, lifespan="off", proxy_headers=True,
+        log_level="warning", access_log=False, lifespan="off", proxy_headers=True, log_config=None,
     )

@@ -1,17 +1,18 @@
 """The AFAS Profit REST client: GetConnector pages, metainfo, UpdateConnector writes.
 
 One ``httpx.Client`` with keep-alive (AFAS warns against ``Connection:
-close``). Every failure leaves as a connector error: an HTTP 500 body is read
-to tell a locked record or a server timeout (retriable) from a validation
-failure (the record is rejected), and a 503 honours its ``retry_after``.
+close``). Every failure leaves as a connector error (``afas_errors``). Every
+HTTP call runs inside the optional ``gate``, so one shared cap can hold all of
+a deployment's AFAS calls, reads and writes alike: AFAS allows 8 in parallel.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -20,18 +21,20 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
+from connector.clients.afas_errors import classify, record_key
 from connector.clients.afas_filter import AMSTERDAM, Filter, format_value
-from connector.clients.http import redact, retry_after_seconds, send, status_error
-from connector.errors import (
-    AuthError,
-    ConfigError,
-    ConnectorError,
-    FatalError,
-    RecordRejected,
-    RetriableError,
+from connector.clients.afas_paging import (
+    as_contact_id,
+    fill_batches,
+    ids_filter,
+    keyset_filter,
+    last_key,
+    page_params,
+    rows_by_key,
 )
+from connector.clients.http import send
+from connector.errors import ConfigError, FatalError
 from connector.schemas.afas import (
-    AfasErrorBody,
     GetConnectorMeta,
     GetConnectorPage,
     MetaInfo,
@@ -40,32 +43,21 @@ from connector.schemas.afas import (
 )
 from connector.settings import Secret
 
-__all__ = ["MAX_QUERY_LENGTH", "AfasClient", "page_size_for", "parse_afas_datetime"]
+__all__ = ["MAX_QUERY_LENGTH", "AfasClient", "Gate", "page_size_for", "parse_afas_datetime"]
 
 _T = TypeVar("_T")
+
+# Entered around every HTTP call, e.g. ``ConcurrencyCap.slot``.
+Gate = Callable[[], contextlib.AbstractContextManager[None]]
 
 MAX_QUERY_LENGTH = 2049  # AFAS answers a longer query string with a bare 404
 _CELLS_PER_CALL = 150_000
 _HEX_TOKEN = re.compile(r"^[0-9A-Fa-f]{64}$")
-_RETRIABLE_TEXTS = (
-    "locked",
-    "vergrendeld",
-    "in gebruik",
-    "maximale tijdsduur",
-    "maximum duration",
-    "too many parallel",
-    "unexpected error",
-    "onverwachte fout",
-)
-_NOT_AUTHORISED_TEXTS = ("not authorized", "niet geautoriseerd", "not supported for this app")
-_RECORD_KEYS = ("CdId", "BcCoOga", "BcCoPer", "BcCo")
-
 _PAGE = msgspec.json.Decoder(GetConnectorPage)
 _META = msgspec.json.Decoder(MetaInfo)
 _GET_META = msgspec.json.Decoder(GetConnectorMeta)
 _UPDATE_META = msgspec.json.Decoder(UpdateConnectorMeta)
 _RESULT = msgspec.json.Decoder(UpdateResult)
-_ERROR = msgspec.json.Decoder(AfasErrorBody)
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -100,77 +92,6 @@ def _authorization(token: Secret | str) -> str:
     return "AfasToken " + base64.b64encode(raw.encode("utf-8")).decode("ascii")
 
 
-def _record_key(fields: Mapping[str, Any]) -> str | None:
-    present = [name for name in _RECORD_KEYS if fields.get(name) not in (None, "")]
-    parts = [f"{name} {fields[name]}" for name in present]
-    return ", ".join(parts) or None
-
-
-def _error_body(response: httpx.Response) -> AfasErrorBody | None:
-    content = response.content.strip()
-    if content:
-        try:
-            return _ERROR.decode(content)
-        except msgspec.DecodeError:  # ValidationError is a DecodeError too
-            pass
-    legacy = response.headers.get("X-PROFIT-ERROR")
-    if legacy:
-        try:
-            return AfasErrorBody(
-                externalMessage=base64.b64decode(legacy).decode("utf-8", "replace")
-            )
-        except (binascii.Error, ValueError):
-            pass
-    if content:
-        return AfasErrorBody(message=content[:500].decode("utf-8", "replace"))
-    return None
-
-
-def _detail(body: AfasErrorBody) -> str:
-    refs = [
-        f"{name} {value}"
-        for name, value in (
-            ("errorNumber", body.errorNumber),
-            ("profitLogReference", body.profitLogReference),
-        )
-        if value not in (None, "")
-    ]
-    text = redact(body.text)
-    return f"{text} [{', '.join(refs)}]" if refs else text
-
-
-def _classify(
-    response: httpx.Response, what: str, *, writing: bool, key: str | None
-) -> ConnectorError:
-    status = response.status_code
-    body = _error_body(response)
-    text = body.text.lower() if body else ""
-    detail = _detail(body) if body else None
-    if status == 503:
-        retry_after = body.retry_after if body and body.retry_after is not None else None
-        if retry_after is None:
-            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-        return RetriableError(
-            f"{what}: HTTP 503 (AFAS unavailable)",
-            retry_after=retry_after,
-            status=503,
-            detail=detail,
-        )
-    if status != 500 or body is None:
-        return status_error(response, what, detail)
-    said = redact(body.text)
-    if any(marker in text for marker in _NOT_AUTHORISED_TEXTS):
-        return AuthError(f"{what}: HTTP 500 not authorised: {said}", status=500, detail=detail)
-    if not text or any(marker in text for marker in _RETRIABLE_TEXTS):
-        return RetriableError(f"{what}: HTTP 500: {said}", status=500, detail=detail)
-    if writing:
-        code = None if body.errorNumber is None else str(body.errorNumber)
-        return RecordRejected(
-            f"{what}: HTTP 500 rejected: {said}", key=key, code=code, status=500, detail=detail
-        )
-    return FatalError(f"{what}: HTTP 500: {said}", status=500, detail=detail)
-
-
 def _segment(name: str) -> str:
     return quote(name, safe="")
 
@@ -185,8 +106,10 @@ class AfasClient:
         *,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._gate: Gate = gate or contextlib.nullcontext
         self._http = httpx.Client(
             base_url=self.base_url + "/",
             headers={
@@ -204,10 +127,11 @@ class AfasClient:
     def _call(
         self, request: httpx.Request, what: str, *, writing: bool = False, key: str | None = None
     ) -> httpx.Response:
-        response = send(self._http, request, what=what)
+        with self._gate():
+            response = send(self._http, request, what=what)
         if response.is_success:
             return response
-        raise _classify(response, what, writing=writing, key=key)
+        raise classify(response, what, writing=writing, key=key)
 
     def _get(
         self, path: str, decoder: msgspec.json.Decoder[_T], params: dict[str, str] | None = None
@@ -224,6 +148,10 @@ class AfasClient:
                 f"{what}: unexpected answer ({exc})", status=response.status_code
             ) from None
 
+    def _fits(self, path: str, params: dict[str, str]) -> bool:
+        query = self._http.build_request("GET", path, params=params).url.query
+        return len(query) + 1 <= MAX_QUERY_LENGTH
+
     def get_page(
         self,
         connector_id: str,
@@ -234,36 +162,63 @@ class AfasClient:
         take: int = 100,
     ) -> list[dict[str, Any]]:
         """One page of rows; ``order_by`` entries may start with ``-`` for descending."""
-        params = {"skip": str(skip), "take": str(take)}
-        if order_by:
-            params["orderbyfieldids"] = ",".join(order_by)
-        if filter is not None:
-            params.update(filter.to_params())
+        params = page_params(filter, order_by, skip, take)
         return self._get(f"connectors/{_segment(connector_id)}", _PAGE, params).rows
 
     def iter_pages(
         self,
         connector_id: str,
         *,
-        order_by: Sequence[str],
+        key: str,
         page_size: int,
         filter: Filter | None = None,
-        skip: int = 0,
+        after: object | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Every non-empty page in a stable order, until a page comes back short."""
-        if not order_by:
-            raise ValueError("paging needs order_by, or AFAS may return rows in a different order")
+        """Every non-empty page in ``key`` order, each asking ``key > last`` at ``skip=0``.
+
+        ``key`` is a unique column; ``filter`` is AND-ed with the key condition
+        and ``after`` resumes after that key value. A short page ends the walk.
+        """
+        if not key or key.startswith(("-", "+")):
+            raise ValueError("keyset paging needs one key column, in ascending order")
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         while True:
             rows = self.get_page(
-                connector_id, filter=filter, order_by=order_by, skip=skip, take=page_size
+                connector_id,
+                filter=keyset_filter(filter, key, after),
+                order_by=[key],
+                take=page_size,
             )
             if rows:
                 yield rows
             if len(rows) < page_size:
                 return
-            skip += len(rows)
+            after = last_key(rows, key, connector_id)
+
+    def rows_by_ids(
+        self, connector_id: str, *, key: str, ids: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The current rows of the contacts ``ids`` names, by id; absent ids are left out.
+
+        ``key`` holds AFAS ContactIds (integers). An id not written the way
+        AFAS writes one (ASCII digits, no leading zero, so not "²" or "007")
+        cannot name a contact: it is skipped, never sent. The ids are OR-ed in
+        as few calls as fit AFAS's query-length limit.
+        """
+        wanted = list(dict.fromkeys(n for n in map(as_contact_id, ids) if n is not None))
+        path = f"connectors/{_segment(connector_id)}"
+
+        def fits(batch: Sequence[int]) -> bool:
+            return self._fits(path, page_params(ids_filter(key, batch), [key], 0, len(batch) + 1))
+
+        found: dict[str, dict[str, Any]] = {}
+        for batch in fill_batches(wanted, fits):
+            # One row more than asked for would show a key that is not unique.
+            flt = ids_filter(key, batch)
+            rows = self.get_page(connector_id, filter=flt, order_by=[key], take=len(batch) + 1)
+            found.update(rows_by_key(rows, key, connector_id, asked=len(batch)))
+        return found
 
     def metainfo(self) -> MetaInfo:
         """The connectors this token may use, and its environment."""
@@ -287,7 +242,7 @@ class AfasClient:
         root = connector.split("/", 1)[0]
         values = {k: format_value(v) if isinstance(v, datetime) else v for k, v in fields.items()}
         path = f"connectors/{quote(connector, safe='/')}"
-        key = _record_key(fields)
+        key = record_key(fields)
         what = f"AFAS {method} {path}" + (f" ({key})" if key else "")
         request = self._http.build_request(
             method,

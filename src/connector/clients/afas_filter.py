@@ -99,6 +99,18 @@ class Filter(msgspec.Struct, frozen=True):
                 result.append(_group(group))
         return cls(tuple(result))
 
+    def with_all(self, *conds: Condition) -> Filter:
+        """This filter with ``conds`` also required: AND-ed into every group (over the OR).
+
+        ``(a OR b) AND c`` is sent as ``(a AND c) OR (b AND c)``, the only shape
+        AFAS's filters take; with no groups the result is ``all_of(*conds)``.
+        """
+        if not conds:
+            return self
+        if not self.groups:
+            return Filter.all_of(*conds)
+        return Filter(tuple((*group, *conds) for group in self.groups))
+
     @property
     def needs_json(self) -> bool:
         """True when a field or value holds a separator the compact form cannot carry."""

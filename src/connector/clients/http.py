@@ -4,13 +4,13 @@ Clients send through ``send``; transport failures come back as
 ``RetriableError`` (or ``FatalError`` when retrying cannot help), and
 ``status_error`` maps the statuses both APIs share. Each client classifies its
 own dialect (AFAS 500 bodies, Spotler ``errorType``) before falling back here.
-Messages carry the call, ids and status; e-mail addresses are masked.
+Messages carry the call, ids and status, redacted (``connector.redaction``).
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import math
 import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -25,40 +25,57 @@ from connector.errors import (
     RateLimited,
     RetriableError,
 )
+from connector.redaction import redact
 
-__all__ = ["redact", "retry_after_seconds", "send", "status_error"]
+__all__ = ["MAX_RETRY_AFTER_S", "clamp_retry_after", "retry_after_seconds", "send", "status_error"]
 
 _log = logging.getLogger(__name__)
 
-_EMAIL = re.compile(r"[^\s@'\"<>(),;:/?&=]+@[^\s@'\"<>(),;:/?&=]+")
 _RETRIABLE_STATUSES = {500, 502, 503, 504}
+# The longest wait a server can impose: the retry policy caps a re-enqueue delay at 7 days too.
+MAX_RETRY_AFTER_S = 7 * 86_400.0
 
 
-def redact(text: str) -> str:
-    """Mask anything that looks like an e-mail address."""
-    return _EMAIL.sub("<email>", text)
+def clamp_retry_after(seconds: float | None) -> float | None:
+    """A wait the server asked for, made safe to schedule.
+
+    None and NaN mean no usable value: absent (None), so the caller's own backoff
+    applies. A negative wait is 0 (retry now). Anything above ``MAX_RETRY_AFTER_S``
+    (7 days, the broker's cap on a delay), ``inf`` included, is that cap. The result
+    is finite, so multiplying it into milliseconds never overflows.
+    """
+    if seconds is None or math.isnan(seconds):
+        return None
+    return min(max(0.0, float(seconds)), MAX_RETRY_AFTER_S)
 
 
 def retry_after_seconds(value: str | float | None) -> float | None:
-    """Seconds to wait from a Retry-After value (delta seconds or an HTTP date)."""
+    """Seconds to wait from a Retry-After value (delta seconds or an HTTP date), clamped.
+
+    ``inf``, ``1e400``, ``nan``, negative and far-future values never raise: see
+    ``clamp_retry_after``. Text that is neither a number nor a date is absent (None).
+    """
     if value is None:
         return None
     if isinstance(value, int | float):
-        return max(0.0, float(value))
+        return clamp_retry_after(float(value))
     text = value.strip()
     if not text:
         return None
     try:
-        return max(0.0, float(text))
-    except ValueError:
+        return clamp_retry_after(float(text))
+    except (ValueError, OverflowError):
         pass
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    try:
+        return clamp_retry_after((when - datetime.now(UTC)).total_seconds())
+    except OverflowError:
+        return MAX_RETRY_AFTER_S
 
 
 def send(client: httpx.Client, request: httpx.Request, *, what: str) -> httpx.Response:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA1, SIGNATURE_TYPE_AUTH_HEADER, Client
 
-from connector.clients.http import redact
 from connector.errors import ConfigError
+from connector.redaction import redact
 from connector.settings import Secret
 
 __all__ = ["OAuth1Signer"]

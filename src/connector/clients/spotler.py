@@ -2,12 +2,21 @@
 
 Every request is signed with OAuth 1.0a (query included, JSON body not) and
 asks for JSON. The feeds accept both the ``{paging, contacts|bounces}`` and
-the bare-array answers and page with ``after``/``pageSize`` until a page
-comes back short.
+the bare-array answers; they are read window by window so that no item is
+skipped (``spotler_feed``), and a malformed item comes as a ``FeedProblem``
+in its place. ``search`` pages with ``after``/``pageSize`` until a page comes
+back short.
+
+An optional ``pace`` (the shared ``SPOTLER_RATE_PER_S`` limiter) is waited for
+by every request once it is built and signed, right before it is sent: the
+spacing the limiter keeps is then the spacing Spotler sees, not blurred by the
+time spent building a batch after the slot came, which would put one request
+too many in one of Spotler's one-second windows now and then (a 429).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -17,18 +26,20 @@ from urllib.parse import quote, unquote
 import httpx
 import msgspec
 
-from connector.clients.http import redact, send, status_error
+from connector.clients.http import send, status_error
 from connector.clients.oauth import OAuth1Signer
+from connector.clients.spotler_feed import Entry, WindowReader, bounce_entries, contact_entries
 from connector.errors import ConnectorError, FatalError, RecordRejected
+from connector.redaction import redact
 from connector.schemas.spotler import (
     AddContactResult,
     AddContactsRequest,
     Bounce,
-    BouncesPage,
     Contact,
     ContactRequest,
     ContactsPage,
     ErrorBody,
+    FeedProblem,
     Property,
 )
 from connector.settings import Secret
@@ -42,6 +53,7 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+_Item = TypeVar("_Item", Contact, Bounce)
 
 MAX_BATCH = 100  # contacts per POST contact/list
 MAX_PAGE_SIZE = 10_000
@@ -49,7 +61,6 @@ CONTACT_NOT_FOUND = "CONTACT_NOT_FOUND"
 
 _CONTACT = msgspec.json.Decoder(Contact)
 _CONTACTS = msgspec.json.Decoder(ContactsPage | list[Contact])
-_BOUNCES = msgspec.json.Decoder(BouncesPage | list[Bounce])
 _RESULTS = msgspec.json.Decoder(list[AddContactResult])
 _PROPERTIES = msgspec.json.Decoder(list[Property])
 _ERROR = msgspec.json.Decoder(ErrorBody)
@@ -63,14 +74,17 @@ def format_feed_date(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
+def _feed_seconds(start: datetime, end: datetime) -> tuple[int, int]:
+    """Whole seconds that cover ``[start, end]``: the start rounded down, the end up."""
+    for moment in (start, end):
+        format_feed_date(moment)  # refuses a naive datetime before anything is sent
+    # Rounding the end down would leave out what changed in its last fraction of a second.
+    return math.floor(start.timestamp()), math.ceil(end.timestamp())
+
+
 def _contacts_of(content: bytes) -> list[Contact]:
     page = _CONTACTS.decode(content)
     return page if isinstance(page, list) else page.contacts
-
-
-def _bounces_of(content: bytes) -> list[Bounce]:
-    page = _BOUNCES.decode(content)
-    return page if isinstance(page, list) else page.bounces
 
 
 def _classify(response: httpx.Response, what: str, key: str | None) -> ConnectorError:
@@ -106,9 +120,11 @@ class SpotlerClient:
         *,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        pace: Callable[[], object] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._signer = OAuth1Signer(key, secret)
+        self._pace = pace
         self._http = httpx.Client(
             base_url=self.base_url + "/",
             headers={"Accept": "application/json", "User-Agent": "afas-spotler-connector"},
@@ -135,6 +151,8 @@ class SpotlerClient:
         )
         request.headers["Authorization"] = self._signer.authorization(method, str(request.url))
         what = f"Spotler {method} {redact(unquote(path))}"
+        if self._pace is not None:
+            self._pace()  # may raise RateLimited: nothing was sent
         response = send(self._http, request, what=what)
         if response.is_success:
             return response
@@ -148,27 +166,47 @@ class SpotlerClient:
                 f"{what}: unexpected answer ({exc})", status=response.status_code
             ) from None
 
-    def _pages(
-        self,
-        path: str,
-        params: dict[str, str],
-        page_size: int,
-        items_of: Callable[[bytes], list[_T]],
-    ) -> Iterator[_T]:
+    def _page(
+        self, path: str, params: dict[str, str], decode: Callable[[bytes], list[_T]]
+    ) -> list[_T]:
+        response = self._call("GET", path, params=params)
+        if not response.content.strip():
+            return []
+        return self._decode(response, decode, f"Spotler GET {path}")
+
+    def _pages(self, path: str, params: dict[str, str], page_size: int) -> Iterator[Contact]:
         size = max(1, min(page_size, MAX_PAGE_SIZE))
         after = 0
         while True:
-            response = self._call(
-                "GET", path, params={**params, "after": str(after), "pageSize": str(size)}
-            )
-            content = response.content
-            items = (
-                self._decode(response, items_of, f"Spotler GET {path}") if content.strip() else []
-            )
+            paged = {**params, "after": str(after), "pageSize": str(size)}
+            items = self._page(path, paged, _contacts_of)
             yield from items
             if len(items) < size:
                 return
             after += len(items)
+
+    def _feed(
+        self,
+        path: str,
+        feed: str,
+        window: tuple[datetime, datetime],
+        page_size: int,
+        decode: Callable[[bytes], list[Entry[_Item]]],
+    ) -> Iterator[_Item | FeedProblem]:
+        start, end = window
+        lo, hi = _feed_seconds(start, end)
+
+        def fetch(lo_s: int, hi_s: int, after: int, size: int) -> list[Entry[_Item]]:
+            params = {
+                "fromDate": format_feed_date(datetime.fromtimestamp(lo_s, start.tzinfo)),
+                "toDate": format_feed_date(datetime.fromtimestamp(hi_s, end.tzinfo)),
+                "after": str(after),
+                "pageSize": str(size),
+            }
+            return self._page(path, params, decode)
+
+        reader = WindowReader(fetch, feed=feed, page_size=page_size, max_page_size=MAX_PAGE_SIZE)
+        return reader.read(lo, hi)
 
     def upsert(self, contact: Contact) -> None:
         """Create or update one contact; properties merged, permissions merged per bit."""
@@ -221,17 +259,23 @@ class SpotlerClient:
 
     def iter_updates(
         self, start: datetime, end: datetime, *, page_size: int = 1000
-    ) -> Iterator[Contact]:
-        """Contacts changed within ``[start, end]``, page by page."""
-        window = {"fromDate": format_feed_date(start), "toDate": format_feed_date(end)}
-        return self._pages("contact/updates/list", window, page_size, _contacts_of)
+    ) -> Iterator[Contact | FeedProblem]:
+        """Contacts changed within ``[start, end]``, none skipped, each version once.
+
+        A malformed item comes as a FeedProblem in its place; the rest goes on.
+        """
+        window = (start, end)
+        return self._feed("contact/updates/list", "updates", window, page_size, contact_entries)
 
     def iter_bounces(
         self, start: datetime, end: datetime, *, page_size: int = 1000
-    ) -> Iterator[Bounce]:
-        """Bounces within ``[start, end]``, page by page."""
-        window = {"fromDate": format_feed_date(start), "toDate": format_feed_date(end)}
-        return self._pages("contact/bounces/list", window, page_size, _bounces_of)
+    ) -> Iterator[Bounce | FeedProblem]:
+        """Bounces within ``[start, end]``, none skipped, each version once.
+
+        A malformed item comes as a FeedProblem in its place; the rest goes on.
+        """
+        window = (start, end)
+        return self._feed("contact/bounces/list", "bounces", window, page_size, bounce_entries)
 
     def properties(self) -> list[Property]:
         """The account's contact fields, permissions (with their bits) included."""
@@ -240,9 +284,7 @@ class SpotlerClient:
 
     def search(self, query: str, *, page_size: int = 100) -> list[Contact]:
         """Every contact matching ``MPSearchQuery`` (``<property>=<value>``)."""
-        return list(
-            self._pages("contact/search", {"MPSearchQuery": query}, page_size, _contacts_of)
-        )
+        return list(self._pages("contact/search", {"MPSearchQuery": query}, page_size))
 
     def anonymize(self, external_id: str) -> None:
         """Clear a contact's personal data; the record itself stays."""

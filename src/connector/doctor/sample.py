@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any
 
 from connector.clients.afas import AfasClient, page_size_for
+from connector.clients.afas_paging import keyset_filter
 from connector.doctor.calls import attempt
 from connector.doctor.report import Check, fail, ok, warn
 from connector.errors import ConnectorError
@@ -56,16 +57,26 @@ def _rule(reason: str) -> tuple[str, str]:
 def sample_rows(
     client: AfasClient, connector_id: str, mapping: Mapping, limit: int, columns: int
 ) -> Iterator[dict[str, Any]]:
-    """The first ``limit`` rows in ContactId order, in as few calls as AFAS's sizing allows."""
+    """The first ``limit`` rows in ContactId order, in as few calls as AFAS's sizing allows.
+
+    Paged by key (``ContactId > last`` at skip 0), as the producer reads, so no
+    page pays for a deep skip. Rows without a ContactId sort first; a page that
+    ends on one cannot be followed by key, so the sample ends there.
+    """
     size = max(1, min(limit, page_size_for(columns)))
-    order = [mapping.keys.contact_id]
+    key = mapping.keys.contact_id
     seen = 0
+    after: object | None = None
     while seen < limit:
         take = min(size, limit - seen)
-        page = attempt(partial(client.get_page, connector_id, order_by=order, skip=seen, take=take))
+        flt = keyset_filter(None, key, after)
+        page = attempt(partial(client.get_page, connector_id, filter=flt, order_by=[key], take=take))
         yield from page
         seen += len(page)
         if len(page) < take:
+            return
+        after = page[-1].get(key)
+        if after is None or after == "":
             return
 
 

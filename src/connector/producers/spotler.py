@@ -1,12 +1,26 @@
 """Read Spotler's change and bounce feeds and publish what must go back to AFAS.
 
 A window ``[cursor - overlap, now - safety lag]`` of ``contact/updates/list``
-and ``contact/bounces/list`` is read each poll, deduplicated on
-``(externalId, lastChanged)``. A contact whose mapped values equal the agreed
-state is an echo of our own write and produces nothing. For the rest, the
-current AFAS row is read (one GetConnector call per 40 contacts) so that a
-change made on both sides is settled by the merge rules, not by who polled
-first. Contacts unknown to the link are never created in AFAS.
+and ``contact/bounces/list`` is read each poll (the client's reader cannot
+skip an item while the feed changes under it), one item at a time: a
+malformed item becomes a rejection and the rest goes on. A contact whose
+mapped values equal the agreed state (and that has nothing on its way to
+AFAS) is an echo of our own write and produces nothing. For the rest, the
+current AFAS rows are read (about 40 contacts per GetConnector call) so that
+a change made on both sides is settled by the merge rules, not by who polled
+first. A contact AFAS does not list is never created there: it becomes a
+rejection. A contact AFAS lists but the link has no agreed state for (an
+account that existed before the link, or a Redis that lost its data) is
+settled field by field as a conflict, so an unsubscribe in Spotler is kept.
+
+Each change to AFAS carries Spotler's ``lastChanged`` as its stamp. The same
+feed item seen again (the windows overlap) is recognised as already pending
+and not enqueued twice. Without a cursor (a first start, or a Redis that lost
+its data) the window starts ``restart_lookback_s`` back (24 h by default),
+not "now", and the log says so.
+
+Feed items of a forgotten contact (``connector forget``, a tombstone) are
+skipped: no state, no rejection, nothing enqueued.
 """
 
 from __future__ import annotations
@@ -20,19 +34,22 @@ from typing import Any, TypeVar
 
 import redis
 
-from connector.clients.afas import AfasClient, parse_afas_datetime
-from connector.clients.afas_filter import Condition, Filter, Op
+from connector.clients.afas import AfasClient
 from connector.clients.spotler import SpotlerClient
-from connector.schemas.events import AfasChange, ContactChange, SpotlerBatch
+from connector.errors import ConnectorError
+from connector.producers.known import CLOCK_MARGIN_MS, already_pending, not_our_write, touched
+from connector.producers.sink import Sink
+from connector.redaction import redact_exception
+from connector.schemas.events import AfasChange, ContactChange, Value
 from connector.schemas.mapping import Mapping
 from connector.schemas.runs import PollResult
-from connector.schemas.spotler import Contact
-from connector.state.agreed import AgreedStore
-from connector.state.conflicts import ConflictStore
+from connector.schemas.spotler import Bounce, Contact, FeedProblem
+from connector.state.agreed import AgreedStore, ContactState
 from connector.state.cursors import CursorStore
-from connector.state.rejections import RejectionStore
-from connector.state.seen import SeenStore, SeenValues
-from connector.sync.diff import change_key, diff
+from connector.state.keys import bounce_marker
+from connector.state.ordering import ContactWrite, FieldWrite, Ordering
+from connector.state.tombstones import Tombstones
+from connector.sync.diff import diff
 from connector.sync.from_spotler import spotler_values
 from connector.sync.merge import decide
 from connector.sync.rows import ContactRecord, Rejection, decode_row
@@ -43,8 +60,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _CHUNK = 100
-_AFAS_IDS_PER_CALL = 40  # keeps the GetConnector query string under AFAS's 2,049 characters
-_DEDUP_TTL_S = 2 * 86400
+_BOUNCE_DEDUP_TTL_S = 2 * 86400
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -59,7 +75,7 @@ def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 class SpotlerProducer:
-    """Poll logic; I/O goes through the injected clients, Redis and the two enqueue functions."""
+    """Poll logic; I/O goes through the injected clients, the agreed state (read) and the sink."""
 
     def __init__(
         self,
@@ -67,34 +83,37 @@ class SpotlerProducer:
         afas: AfasClient,
         mapping: Mapping,
         redis_client: redis.Redis,
+        sink: Sink,
         *,
-        enqueue_afas: Callable[[AfasChange], None],
-        enqueue_spotler: Callable[[SpotlerBatch], None],
         getconnector: str,
         overlap_s: float = 120.0,
         safety_lag_s: float = 2.0,
+        restart_lookback_s: float = 86400.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.spotler = spotler
         self.afas = afas
         self.mapping = mapping
         self.redis = redis_client
-        self.enqueue_afas = enqueue_afas
-        self.enqueue_spotler = enqueue_spotler
+        self.sink = sink
         self.getconnector = getconnector
         self.overlap = timedelta(seconds=overlap_s)
         self.safety_lag = timedelta(seconds=safety_lag_s)
+        self.restart_lookback = timedelta(seconds=restart_lookback_s)
         self.clock = clock
         self.cursor = CursorStore(redis_client, "spotler")
         self.agreed = AgreedStore(redis_client)
-        self.seen = SeenStore(redis_client)
-        self.rejections = RejectionStore(redis_client)
-        self.conflicts = ConflictStore(redis_client)
+        self.ordering = Ordering(redis_client)
+        self.tombstones = Tombstones(redis_client)
 
     def window(self) -> tuple[datetime, datetime]:
         end = self.clock() - self.safety_lag
         since = self.cursor.get()
-        return (since if since is not None else end) - self.overlap, end
+        if since is None:
+            log.warning("no Spotler cursor (a first start, or Redis lost its data): reading Spotler's changes "
+                        "of the last %.0f h", self.restart_lookback.total_seconds() / 3600)
+            return end - self.restart_lookback, end
+        return since - self.overlap, end
 
     def poll_once(self) -> PollResult:
         start, end = self.window()
@@ -103,134 +122,242 @@ class SpotlerProducer:
             cursor_from=start.isoformat(),
         )
         t0 = time.perf_counter()
-        for contacts in _chunks(self.spotler.iter_updates(start, end), _CHUNK):
-            result.read += len(contacts)
-            self._handle_contacts(self._first_sightings(contacts), result)
+        read_at = self.ordering.now_ms()  # before the feed is read: see _fresh_contacts
+        for items in _chunks(self.spotler.iter_updates(start, end), _CHUNK):
+            result.read += len(items)
+            self._handle_contacts(self._readable(items, result), result, read_at)
+            self.sink.flush(result)
         for bounces in _chunks(self.spotler.iter_bounces(start, end), _CHUNK):
             result.read += len(bounces)
-            for bounce in bounces:
-                self._handle_bounce(bounce.contact, bounce.type, bounce.date, result)
-        self.cursor.set(end)
+            for bounce in self._readable(bounces, result):
+                self._guarded(bounce.contact.externalId, result, self._handle_bounce, bounce, result)
+            self.sink.flush(result)
+        self.sink.cursor("spotler", end)
         result.cursor_to = end.isoformat()
         result.duration_s = time.perf_counter() - t0
         log.info(
-            "spotler poll %s: read=%d changed=%d unchanged=%d rejected=%d messages=%d in %.2fs",
+            "spotler poll %s: read=%d changed=%d unchanged=%d rejected=%d pending=%d messages=%d in %.2fs",
             result.run_id, result.read, result.changed, result.unchanged, result.rejected,
-            result.enqueued_messages, result.duration_s,
+            result.already_pending, result.enqueued_messages, result.duration_s,
         )
         return result
 
-    def _first_sightings(self, contacts: list[Contact]) -> list[Contact]:
-        """Drop (externalId, lastChanged) pairs an earlier, overlapping window already handled."""
-        pipe = self.redis.pipeline(transaction=False)
-        for c in contacts:
-            pipe.set(f"connector:feed:{c.externalId}:{c.lastChanged}", 1, nx=True, ex=_DEDUP_TTL_S)
-        return [c for c, fresh in zip(contacts, pipe.execute(), strict=True) if fresh]
+    def _readable(self, items: list[T | FeedProblem], result: PollResult) -> list[T]:
+        forgotten = self.tombstones.which([cid for cid in map(_contact_of, items) if cid])
+        if forgotten:
+            kept = [item for item in items if _contact_of(item) not in forgotten]
+            result.forgotten += len(items) - len(kept)
+            items = kept
+        good: list[T] = []
+        for item in items:
+            if isinstance(item, FeedProblem):
+                self._reject(item.external_id, item.field, f"unreadable {item.feed} feed item: {item.reason}", result)
+            else:
+                good.append(item)
+        return good
+
+    def _guarded(self, contact_id: str, result: PollResult, fn: Callable[..., None], *args: Any) -> None:
+        """Run one contact's step; an unexpected error rejects that contact, not the poll.
+
+        A client's or Redis's error is about a system, not the record: it fails the poll,
+        which leaves the cursor where it was and is retried.
+        """
+        try:
+            fn(*args)
+        except (ConnectorError, redis.RedisError):
+            raise
+        except Exception as exc:
+            log.error("spotler contact %s could not be handled:\n%s", contact_id,
+                      redact_exception(exc))
+            self._reject(contact_id, "-", f"unexpected error: {type(exc).__name__}", result)
+
+    def _touched(self, contact_id: str, contact: Contact, state: ContactState | None) -> int:
+        """Spotler's latest change not our own write; a new one is noted for the merge rules (after the flush)."""
+        stamp = contact.lastChanged or 0
+        if state is not None and not_our_write(state, stamp) and stamp > state.st:
+            self.sink.touch(contact_id, stamp)
+        return touched(state, stamp)
+
+    def _fresh_contacts(self, newest: dict[str, Contact], states: list[ContactState | None], read_at: int) -> None:
+        """Read again the contacts that got a write into Spotler while (or after) the feed was read.
+
+        Such a feed item may still show the values our write replaced, and against the agreed
+        state read after that write it would look like a Spotler edit and undo it in AFAS.
+        Read after the state, the contact shows the write.
+        """
+        for cid, state in zip(list(newest), states, strict=True):
+            if state is not None and state.written_since("spotler", read_at - CLOCK_MARGIN_MS):
+                fresh = self.spotler.get(cid)
+                if fresh is None:
+                    del newest[cid]
+                else:
+                    newest[cid] = fresh
 
     def _afas_rows(self, contact_ids: list[str]) -> dict[str, dict[str, Any]]:
-        column = self.mapping.keys.contact_id
-        rows: dict[str, dict[str, Any]] = {}
-        for ids in _chunks(contact_ids, _AFAS_IDS_PER_CALL):
-            flt = Filter.any_of(*[(Condition(column, Op.EQ, int(i) if i.isdigit() else i),) for i in ids])
-            for row in self.afas.get_page(self.getconnector, filter=flt, order_by=[column], take=len(ids) + 1):
-                rows[str(row.get(column))] = row
-        return rows
+        if not contact_ids:
+            return {}
+        return self.afas.rows_by_ids(self.getconnector, key=self.mapping.keys.contact_id, ids=contact_ids)
 
-    def _handle_contacts(self, contacts: list[Contact], result: PollResult) -> None:
-        ids = [c.externalId for c in contacts]
-        agreed = dict(zip(ids, self.agreed.get_many(ids), strict=True))
-        moved: list[tuple[Contact, dict[str, Any]]] = []
+    def _handle_contacts(self, contacts: list[Contact], result: PollResult, read_at: int) -> None:
+        newest: dict[str, Contact] = {}
         for contact in contacts:
-            values = spotler_values(contact, self.mapping)
-            before = agreed[contact.externalId]
-            if before is None:
-                self._reject(contact.externalId, "externalId",
-                             "unknown to AFAS: the link never creates contacts in AFAS", result)
-            elif not diff(values, before):
+            known = newest.get(contact.externalId)
+            if known is None or (contact.lastChanged or 0) >= (known.lastChanged or 0):
+                newest[contact.externalId] = contact
+        # A contact a worker is writing into Spotler right now may show that write already while the
+        # agreed state does not yet; the write moves its lastChanged, so the next poll sees it again.
+        busy = self.ordering.writing_into("spotler", list(newest))
+        for cid in busy:
+            del newest[cid]
+        result.in_flight += len(busy)
+        ids = list(newest)
+        states = self.agreed.states(ids)
+        self._fresh_contacts(newest, states, read_at)
+        now = time.time()
+        moved: list[tuple[Contact, dict[str, Value], ContactState | None]] = []
+        for cid, state in zip(ids, states, strict=True):
+            current = newest.get(cid)
+            if current is None:
+                continue
+            values = spotler_values(current, self.mapping)
+            later = self._touched(cid, current, state)
+            if state is not None and state.synced and not _moved(values, state, now, later):
                 result.unchanged += 1  # our own write coming back, or nothing mapped changed
             else:
-                moved.append((contact, values))
+                moved.append((current, values, state))
+        result.unchanged += len(contacts) - len(ids) - len(busy)
         if not moved:
             return
-        rows = self._afas_rows([c.externalId for c, _ in moved])
-        self.seen.put_many((c.externalId, SeenValues(v, c.lastChanged or 0)) for c, v in moved)
-        for contact, values in moved:
-            self._decide(contact, values, agreed[contact.externalId], rows.get(contact.externalId), result)
+        rows = self._afas_rows([c.externalId for c, _, _ in moved])
+        for contact, values, state in moved:
+            self._guarded(contact.externalId, result, self._decide, contact, values, state,
+                          rows.get(contact.externalId), now, result)
 
     def _decide(
-        self, contact: Contact, values: dict[str, Any], before: dict[str, Any] | None,
-        row: dict[str, Any] | None, result: PollResult,
+        self, contact: Contact, values: dict[str, Value], state: ContactState | None,
+        row: dict[str, Any] | None, now: float, result: PollResult,
     ) -> None:
         cid = contact.externalId
-        record = decode_row(row, self.mapping) if row is not None else None
-        if not isinstance(record, ContactRecord):
-            reason = record.reason if isinstance(record, Rejection) else "no longer in the AFAS GetConnector"
-            self._reject(cid, "externalId", f"cannot write back: {reason}", result)
+        if row is None:
+            reason = ("unknown to AFAS: the link never creates contacts in AFAS" if state is None or not state.synced
+                      else "cannot write back: no longer in the AFAS GetConnector")
+            self._reject(cid, "externalId", reason, result)
             return
+        record = decode_row(row, self.mapping)
+        if not isinstance(record, ContactRecord):
+            self._reject(cid, "externalId", f"cannot write back: {record.reason}", result)
+            return
+        before = state.values if state is not None and state.synced else None
+        stamp = contact.lastChanged or 0
         decision = decide(
             cid, self.mapping, agreed=before, afas=record.values, spotler=values, blocked=record.blocked,
-            afas_time=parse_afas_datetime(record.modified).timestamp() if record.modified else 0.0,
-            spotler_time=(contact.lastChanged or 0) / 1000,
+            afas_time=record.stamp / 1000, spotler_time=stamp / 1000,
+            spotler_touched=touched(state, stamp) / 1000,
         )
         if decision.conflicts:
-            self.conflicts.add_many(decision.conflicts)
+            self.sink.conflicts(decision.conflicts)
             for c in decision.conflicts:
                 log.info("conflict on contact %s field %s settled by %s: %s wins", cid, c.field, c.rule, c.winner)
         if decision.ignored:
             log.info("contact %s: Spotler edit of one-way field(s) %s not written back",
                      cid, ", ".join(decision.ignored))
-        if not decision.to_afas and not decision.to_spotler:
+        both = max(stamp, record.stamp)
+        conflicted = {c.field for c in decision.conflicts}
+        to_afas = dict(decision.to_afas)
+        stamps = {n: both if n in conflicted else stamp for n in to_afas}
+        if state is not None:
+            # A Spotler edit still on its way to AFAS that Spotler has since undone or changed again:
+            # Spotler's value now goes after it, stamped newer.
+            for name, pending in state.pending("afas", now).items():
+                current = values.get(name)
+                if name not in to_afas and name in values and pending.value != current:
+                    to_afas[name] = current
+                    stamps[name] = max(stamp, pending.stamp + 1)
+        bases = {n: state.stamp(n) if state is not None else 0 for n in (*to_afas, *decision.to_spotler)}
+        settled = [FieldWrite(n, v, both, bases.get(n, state.stamp(n) if state is not None else 0))
+                   for n, v in decision.agreed.items()
+                   if n not in to_afas and n not in decision.to_spotler
+                   and (v != before.get(n) if before is not None else v is not None)]
+        if settled:
+            self.sink.settle(ContactWrite(contact_id=cid, fields=settled, person=record.person_id,
+                                          organisation=record.organisation_id))
+        if not to_afas and not decision.to_spotler:
             result.unchanged += 1
-            self.seen.forget([cid])
             return
-        result.changed += 1
-        stamp = str(contact.lastChanged or 0)
-        if decision.to_afas:
-            self.enqueue_afas(AfasChange(
+        sent = False
+        if to_afas and not (state is not None and already_pending(state, "afas", to_afas, stamps, now)):
+            sent = True
+            self.sink.afas(AfasChange(
                 contact_id=cid, person_id=record.person_id, organisation_id=record.organisation_id,
-                changes=decision.to_afas, key=change_key("spotler", cid, stamp, decision.to_afas),
-                last_changed=contact.lastChanged or 0, new_agreed=decision.agreed,
+                changes=to_afas, last_changed=stamp, run_id=result.run_id,
+                stamps=stamps, bases={n: bases[n] for n in to_afas},
+                seen={n: record.values.get(n) for n in to_afas},
             ))
-            result.enqueued_messages += 1
         if decision.to_spotler:
-            change = ContactChange(
-                contact_id=cid, changes=decision.to_spotler,
-                key=change_key("afas-wins", cid, stamp, decision.to_spotler),
-                modified=record.modified, person_id=record.person_id,
-                organisation_id=record.organisation_id, blocked=record.blocked,
-            )
-            self.enqueue_spotler(SpotlerBatch(changes=[change], run_id=result.run_id))
-            result.enqueued_messages += 1
+            back = {n: both for n in decision.to_spotler}
+            if not (state is not None and already_pending(state, "spotler", decision.to_spotler, back, now)):
+                sent = True
+                self.sink.spotler(ContactChange(
+                    contact_id=cid, changes=decision.to_spotler, modified=record.modified,
+                    person_id=record.person_id, organisation_id=record.organisation_id, blocked=record.blocked,
+                    stamps=back, bases={n: bases[n] for n in decision.to_spotler},
+                    seen={n: values.get(n) for n in decision.to_spotler},
+                ))
+        if sent:
+            result.changed += 1
+        else:
+            result.already_pending += 1
 
-    def _handle_bounce(self, contact: Contact, kind: str, date: int, result: PollResult) -> None:
-        if kind != "HARDBOUNCE":
+    def _handle_bounce(self, bounce: Bounce, result: PollResult) -> None:
+        if not bounce.hard:
             result.unchanged += 1  # soft bounces are Spotler's business
             return
-        cid = contact.externalId
-        if not self.redis.set(f"connector:feed:bounce:{cid}:{date}", 1, nx=True, ex=_DEDUP_TTL_S):
+        cid, date = bounce.contact.externalId, bounce.date
+        if self.redis.exists(bounce_marker(cid, date)):
+            result.unchanged += 1
             return
-        before = self.agreed.get(cid)
-        if before is None:
-            self._reject(cid, "bounce", "hard bounce of a contact unknown to AFAS", result)
-            return
-        person = before.get("_person")
-        organisation = before.get("_organisation")
-        if not isinstance(person, str) or not isinstance(organisation, str):
+        state = self.agreed.state(cid)
+        person, organisation = (state.p, state.o) if state is not None else (None, None)
+        if not person or not organisation:
             rows = self._afas_rows([cid])
             record = decode_row(rows[cid], self.mapping) if cid in rows else None
             if not isinstance(record, ContactRecord):
-                self._reject(cid, "bounce", "hard bounce of a contact no longer in AFAS", result)
+                reason = ("hard bounce of a contact unknown to AFAS" if state is None
+                          else "hard bounce of a contact no longer in AFAS")
+                self._reject(cid, "bounce", reason, result)
                 return
             person, organisation = record.person_id, record.organisation_id
-        self.enqueue_afas(AfasChange(
+        self.sink.afas(AfasChange(
             contact_id=cid, person_id=person, organisation_id=organisation, changes={},
-            key=change_key("spotler-bounce", cid, str(date), {}), last_changed=date, bounce="HARDBOUNCE",
+            last_changed=date, bounce="HARDBOUNCE", run_id=result.run_id,
         ))
+        self.sink.mark(bounce_marker(cid, date), _BOUNCE_DEDUP_TTL_S)
         result.changed += 1
-        result.enqueued_messages += 1
 
-    def _reject(self, contact_id: str, field: str, reason: str, result: PollResult) -> None:
-        self.rejections.add_many([Rejection(contact_id=contact_id, field=field, reason=reason, source="spotler")])
+    def _reject(self, contact_id: str | None, field: str, reason: str, result: PollResult) -> None:
+        self.sink.reject([Rejection(contact_id=contact_id, field=field, reason=reason, source="spotler")])
         result.rejected += 1
         result.rejected_by_reason[reason] = result.rejected_by_reason.get(reason, 0) + 1
         log.warning("spotler contact %s rejected: %s", contact_id, reason)
+
+
+def _contact_of(item: object) -> str | None:
+    """The externalId a feed item names (a contact, a bounce, an unreadable item)."""
+    if isinstance(item, Contact):
+        return item.externalId
+    if isinstance(item, Bounce):
+        return item.contact.externalId
+    if isinstance(item, FeedProblem):
+        return item.external_id
+    return None
+
+
+def _moved(values: dict[str, Value], state: ContactState, now: float, touched: int) -> bool:
+    """Spotler differs from the agreed state, or from an edit of its own still on its way to AFAS,
+    or an AFAS opt-in on its way to Spotler is older than a later change there that left the bit off."""
+    if diff(values, state.values):
+        return True
+    if any(p.value != values.get(n) for n, p in state.pending("afas", now).items()):
+        return True
+    return any(p.value is True and values.get(n) is False and p.stamp < touched
+               for n, p in state.pending("spotler", now).items() if n.startswith("permissions."))

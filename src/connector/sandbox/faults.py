@@ -5,7 +5,8 @@ An ASGI middleware in front of a sandbox app: it counts every API request
 latency, fails a share of requests with 5xx, lets some hang past any sane
 client timeout, caps parallel calls, rate-limits with 429 + Retry-After, or
 answers everything with a maintenance 503. Paths under ``/_sandbox/`` (the
-control API) are never faulted or counted.
+control API) are never faulted or counted. The log keeps each request's
+``skip`` query parameter as sent, so a test can tell how a client pages.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 
-__all__ = ["ErrorBody", "FaultInjector", "Faults", "RequestRecord"]
+__all__ = ["ErrorBody", "FaultInjector", "Faults", "RequestRecord", "asked_skip"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -46,6 +48,9 @@ class Faults(msgspec.Struct, kw_only=True):
     max_parallel: int | None = None
     maintenance: bool = False
     maintenance_retry_after_s: int = 60
+    # Sent verbatim as the Retry-After of 429 and 503 answers instead of the seconds above,
+    # so a client's handling of odd values ("inf", "1e400", "nan", "-3", a date) can be tried.
+    retry_after_text: str | None = None
     seed: int | None = None
 
 
@@ -56,6 +61,20 @@ class RequestRecord(msgspec.Struct, array_like=True):
     method: str
     route: str
     status: int
+    skip: int | None = None  # the ``skip`` query parameter, when one was sent as a number
+
+
+def asked_skip(query: bytes) -> int | None:
+    """The ``skip`` parameter of a query string (matched case-insensitively), if it is a number."""
+    if b"skip" not in query.lower():
+        return None
+    for key, value in parse_qsl(query.decode("utf-8", "replace"), keep_blank_values=True):
+        if key.lower() == "skip":
+            try:
+                return int(value.strip())
+            except ValueError:
+                return None
+    return None
 
 
 class FaultInjector:
@@ -138,11 +157,12 @@ class FaultInjector:
             else:
                 await self._reject(rejection, counting_send)
         finally:
+            skip = asked_skip(scope.get("query_string", b""))
             with self._lock:
                 self._in_flight -= 1
                 self._counts[route] += 1
                 self._statuses[str(status_seen)] += 1
-                self._log.append(RequestRecord(time.time(), scope["method"], route, status_seen))
+                self._log.append(RequestRecord(time.time(), scope["method"], route, status_seen, skip))
 
     def _decide(self, in_flight: int) -> str | None:
         faults = self.faults
@@ -182,6 +202,8 @@ class FaultInjector:
             headers = {**headers, "retry-after": str(faults.retry_after_s)}
         if status == 503:
             headers = {**headers, "retry-after": str(faults.maintenance_retry_after_s)}
+        if status in (429, 503) and faults.retry_after_text is not None:
+            headers = {**headers, "retry-after": faults.retry_after_text}
         raw_headers = [(b"content-type", b"application/json; charset=utf-8")]
         raw_headers += [(k.encode(), v.encode()) for k, v in headers.items()]
         raw_headers.append((b"content-length", str(len(body)).encode()))

@@ -167,7 +167,17 @@ class AfasErrorBody(msgspec.Struct, frozen=True):
     profitLogReference: str = ""
     message: str = ""
     error: AfasMaintenance | None = None
-    retry_after: float | None = None
+    # Raw, read by the Retry-After rules (``retry_after_text``): a float field would refuse the
+    # whole body for an out-of-range 1e400, and the wait AFAS asked for would be lost.
+    retry_after: msgspec.Raw = msgspec.Raw()
+
+    @property
+    def retry_after_text(self) -> str | None:
+        """The body's ``retry_after`` as text (a JSON number or string), None when absent or null."""
+        raw = bytes(self.retry_after).strip()
+        if not raw or raw == b"null":
+            return None
+        return raw.decode("utf-8", "replace").strip('"')
 
     @property
     def text(self) -> str:

@@ -3,12 +3,14 @@
 Response shapes ignore unknown fields, so a new field on Spotler's side never
 breaks a decode. ``created``, ``lastChanged`` and a bounce's ``date`` are
 epoch milliseconds; a value below 10**11 is taken as seconds and scaled.
+Consent counts only from real JSON booleans: a permission whose ``enabled``
+is a string, a number or null is neither an opt-in nor an opt-out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -24,11 +26,13 @@ __all__ = [
     "ContactRequest",
     "ContactsPage",
     "ErrorBody",
+    "FeedProblem",
     "Paging",
     "Permission",
     "Property",
     "PropertyEntry",
     "epoch_ms",
+    "permissions_problem",
 ]
 
 PERMISSIONS = "permissions"
@@ -40,6 +44,46 @@ def epoch_ms(value: int | None) -> int | None:
     if value is None or abs(value) >= _SECONDS_BELOW:
         return value
     return value * 1000
+
+
+def _json_type(value: object) -> str:
+    """The JSON type of a decoded value, for a reason text that never shows the value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _is_bit(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def permissions_problem(properties: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(field, reason)`` when the ``permissions`` property is not ``[{bit: int, enabled: bool}]``."""
+    raw = properties.get(PERMISSIONS)
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        return PERMISSIONS, f"expected an array, got {_json_type(raw)}"
+    for item in raw:
+        if isinstance(item, Permission):
+            continue
+        if not isinstance(item, Mapping):
+            return PERMISSIONS, f"expected an object per permission, got {_json_type(item)}"
+        bit = item.get("bit")
+        if not _is_bit(bit):
+            return PERMISSIONS, f"a permission's bit must be an integer, got {_json_type(bit)}"
+        if "enabled" not in item:
+            return f"{PERMISSIONS}.{bit}", "enabled is missing"
+        enabled = item["enabled"]
+        if not isinstance(enabled, bool):
+            return f"{PERMISSIONS}.{bit}", f"enabled must be a JSON boolean, got {_json_type(enabled)}"
+    return None
 
 
 class Permission(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -78,7 +122,7 @@ class Contact(msgspec.Struct, omit_defaults=True):
         return f"Contact(externalId={self.externalId!r}, lastChanged={self.lastChanged!r})"
 
     def permissions(self) -> dict[int, bool]:
-        """The permission bits present on this contact, bit → enabled."""
+        """The permission bits present on this contact, bit → enabled (real booleans only)."""
         raw = self.properties.get(PERMISSIONS)
         if not isinstance(raw, list):
             return {}
@@ -86,8 +130,11 @@ class Contact(msgspec.Struct, omit_defaults=True):
         for item in raw:
             if isinstance(item, Permission):
                 bits[item.bit] = item.enabled
-            elif isinstance(item, Mapping) and "bit" in item:
-                bits[int(item["bit"])] = bool(item.get("enabled", False))
+            elif isinstance(item, Mapping):
+                bit, enabled = item.get("bit"), item.get("enabled")
+                # "false" would be truthy: a bit whose value is not a real boolean is left out.
+                if _is_bit(bit) and isinstance(enabled, bool):
+                    bits[bit] = enabled
         return bits
 
     def set_permissions(self, bits: Mapping[int, bool]) -> None:
@@ -175,6 +222,15 @@ class BouncesPage(msgspec.Struct):
 
     paging: Paging | None = None
     bounces: list[Bounce] = []
+
+
+class FeedProblem(msgspec.Struct, frozen=True):
+    """A feed item that could not be read, yielded in its place; never holds the bad value."""
+
+    feed: str  # "updates" | "bounces"
+    external_id: str | None  # when the raw item still shows it
+    field: str  # e.g. "externalId", "lastChanged", "permissions.1", "contact.externalId"
+    reason: str
 
 
 class PropertyEntry(msgspec.Struct, frozen=True):

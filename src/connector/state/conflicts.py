@@ -1,4 +1,8 @@
-"""Settled conflicts: contact, field, both values, the rule and the outcome."""
+"""Settled conflicts: contact, field, both values, the rule and the outcome; kept ``RETENTION_DAYS``.
+
+Expiry runs in the retention sweep (``connector.state.retention``); a
+forgotten contact (``connector.state.tombstones``) gets no record.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from typing import cast
 import msgspec
 import redis
 
-from connector.state.keys import PREFIX
+from connector.state.keys import PREFIX, as_bytes
+from connector.state.tombstones import Tombstones
 from connector.sync.merge import Conflict
 
 __all__ = ["ConflictRecord", "ConflictStore"]
@@ -43,18 +48,37 @@ class ConflictStore:
 
     def add_many(self, conflicts: Iterable[Conflict], now: float | None = None) -> int:
         now = time.time() if now is None else now
+        conflicts = list(conflicts)
+        forgotten = Tombstones(self.client).which([c.contact_id for c in conflicts])
         added = 0
         for conflict in conflicts:
+            if conflict.contact_id in forgotten:
+                continue
             member = self._member(conflict)
             if self.client.hsetnx(_HASH, member, _encode(ConflictRecord(conflict=conflict, at=now))):
                 self.client.zadd(_BY_TIME, {member: now})
                 added += 1
-        cutoff = now - self.retention_s
-        old = cast(list[bytes], self.client.zrangebyscore(_BY_TIME, "-inf", cutoff))
-        if old:
-            self.client.hdel(_HASH, *old)
-            self.client.zrem(_BY_TIME, *old)
         return added
+
+    def expire(self, now: float | None = None) -> int:
+        """Drop records older than ``retention_s``; returns how many."""
+        cutoff = (time.time() if now is None else now) - self.retention_s
+        old = cast(list[bytes], self.client.zrangebyscore(_BY_TIME, "-inf", cutoff))
+        self._remove(old)
+        return len(old)
+
+    def forget(self, contact_ids: Iterable[str]) -> int:
+        """Remove every record of these contacts; returns how many."""
+        ids = set(contact_ids)
+        members = [as_bytes(m) for m, _ in self.client.hscan_iter(_HASH, count=1000)
+                   if as_bytes(m).decode().split(":", 1)[0] in ids]
+        self._remove(members)
+        return len(members)
+
+    def _remove(self, members: list[bytes]) -> None:
+        if members:
+            self.client.hdel(_HASH, *members)
+            self.client.zrem(_BY_TIME, *members)
 
     def list(self, limit: int | None = None) -> list[ConflictRecord]:
         members = cast(list[bytes], self.client.zrevrange(_BY_TIME, 0, (limit or 0) - 1))

@@ -1,4 +1,9 @@
-"""Run history: one record per producer poll, kept for a bounded number of runs."""
+"""Run history: one record per producer poll, kept for a bounded number of runs.
+
+A run's record is written when the poll ends; what the workers then made of
+its messages (written, superseded) accumulates in ``connector:run:<id>:outcome``
+and is joined in when the history is read.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import msgspec
 import redis
 
 from connector.schemas.runs import PollResult
-from connector.state.keys import PREFIX
+from connector.state.keys import PREFIX, run_outcome
 
 __all__ = ["RunHistory"]
 
@@ -30,8 +35,18 @@ class RunHistory:
         pipe.execute()
 
     def latest(self, source: str, limit: int = 20) -> list[PollResult]:
-        return [_decode(r) for r in self.client.lrange(self.key(source), 0, limit - 1)]
+        return self._with_outcomes([_decode(r) for r in self.client.lrange(self.key(source), 0, limit - 1)])
 
     def last(self, source: str) -> PollResult | None:
         raw = self.client.get(f"{PREFIX}:last_poll:{source}")
-        return None if raw is None else _decode(raw)
+        return None if raw is None else self._with_outcomes([_decode(raw)])[0]
+
+    def _with_outcomes(self, runs: list[PollResult]) -> list[PollResult]:
+        if not runs:
+            return runs
+        pipe = self.client.pipeline(transaction=False)
+        for run in runs:
+            pipe.hmget(run_outcome(run.run_id), ["written", "superseded"])
+        for run, (written, superseded) in zip(runs, pipe.execute(), strict=True):
+            run.written, run.superseded = int(written or 0), int(superseded or 0)
+        return runs

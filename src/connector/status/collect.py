@@ -1,4 +1,10 @@
-"""Gather every figure of the link from Redis into one StatusReport (read-only)."""
+"""Gather every figure of the link from Redis into one StatusReport (read-only).
+
+Every text in the report is redacted here (``connector.redaction``), so the
+status page, ``status.json``, ``/metrics`` and ``connector status`` show the
+same masked view: a Spotler externalId that is an e-mail address shows as
+``<email>``; ids stay visible.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,16 @@ import time
 from collections import Counter
 from typing import Any
 
+import msgspec
 import redis
 
-from connector.clients.http import redact
+from connector.redaction import redact
+from connector.schemas.runs import PollResult
 from connector.settings import Settings
 from connector.state import keys
 from connector.state.conflicts import ConflictStore
 from connector.state.cursors import CursorStore
+from connector.state.limits import ConcurrencyCap
 from connector.state.queues import QUEUES
 from connector.state.rejections import RejectionStore
 from connector.state.runs import RunHistory
@@ -30,14 +39,13 @@ from connector.status.report import (
     StatusReport,
 )
 from connector.workers.dead_letters import DeadLetterStore
-from connector.workers.limits import ConcurrencyCap
 
 __all__ = ["LATEST", "RUNS", "SOURCES", "collect"]
 
 SOURCES = ("afas", "spotler")
 RUNS = 10  # runs per source in a report
 LATEST = 5  # latest rejections, dead letters and conflicts in a report
-_SPOTLER_RATE_KEY = "connector:limits:rate:spotler"  # workers.limits.RateLimiter(name="spotler")
+_SPOTLER_RATE_KEY = "connector:limits:rate:spotler"  # state.limits.RateLimiter(name="spotler")
 _ERROR_MAX = 160
 
 
@@ -56,7 +64,7 @@ def collect(
         max_lag_s=settings.status_max_lag_s,
         queues=queues,
         producers=producers,
-        runs={source: history.latest(source, runs) for source in SOURCES},
+        runs={source: [_run(r) for r in history.latest(source, runs)] for source in SOURCES},
         rejections=_rejections(client, latest),
         dead_letters=_dead_letters(dead, latest),
         conflicts=_conflicts(client, latest),
@@ -85,9 +93,9 @@ def _rejections(client: redis.Redis, latest: int) -> RejectionSummary:
     records = RejectionStore(client).list()
     return RejectionSummary(
         total=len(records),
-        by_reason=_sorted_counts(Counter(r.reason for r in records)),
+        by_reason=_sorted_counts(Counter(redact(r.reason) for r in records)),
         latest=[
-            RejectionView(source=r.source, contact_id=r.contact_id, field=r.field, reason=r.reason,
+            RejectionView(source=r.source, contact_id=_id(r.contact_id), field=r.field, reason=redact(r.reason),
                           last_seen=r.last_seen)
             for r in records[:latest]
         ],
@@ -116,7 +124,7 @@ def _conflicts(client: redis.Redis, latest: int) -> ConflictSummary:
         total=len(records),
         by_rule=_sorted_counts(Counter(r.conflict.rule for r in records)),
         latest=[
-            ConflictView(contact_id=r.conflict.contact_id, field=r.conflict.field, rule=r.conflict.rule,
+            ConflictView(contact_id=redact(r.conflict.contact_id), field=r.conflict.field, rule=r.conflict.rule,
                          winner=r.conflict.winner, at=r.at)
             for r in records[:latest]
         ],
@@ -145,6 +153,15 @@ def _counters(client: redis.Redis) -> dict[str, int]:
 def _sorted_counts(counts: Counter[str]) -> dict[str, int]:
     """Largest first, then by name, so reports and pages list them in a stable order."""
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _run(run: PollResult) -> PollResult:
+    reasons = {redact(reason): n for reason, n in run.rejected_by_reason.items()}
+    return msgspec.structs.replace(run, rejected_by_reason=reasons)
+
+
+def _id(contact_id: str | None) -> str | None:
+    return redact(contact_id) if contact_id is not None else None
 
 
 def _text(value: bytes | str) -> str:

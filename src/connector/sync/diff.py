@@ -9,7 +9,7 @@ import msgspec
 
 from connector.schemas.events import Value
 
-__all__ = ["change_key", "diff"]
+__all__ = ["change_key", "diff", "still_seen"]
 
 
 def diff(values: Mapping[str, Value], agreed: Mapping[str, Value] | None) -> dict[str, Value]:
@@ -21,6 +21,15 @@ def diff(values: Mapping[str, Value], agreed: Mapping[str, Value] | None) -> dic
     if agreed is None:
         return {k: v for k, v in values.items() if v is not None or k.startswith("permissions.")}
     return {k: v for k, v in values.items() if agreed.get(k) != v}
+
+
+def still_seen(seen: Mapping[str, Value], name: str, values: Mapping[str, Value]) -> bool:
+    """``values`` still hold the value of ``name`` a change was decided against (``seen``): no edit since.
+
+    Both systems stamp more than a field (a Spotler contact, an AFAS row), so a later stamp
+    alone does not tell that a field was edited after the change was decided.
+    """
+    return name in seen and values.get(name) == seen[name]
 
 
 def change_key(source: str, entity: str, stamp: str, changes: Mapping[str, Value]) -> str:

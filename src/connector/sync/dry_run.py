@@ -14,24 +14,23 @@ side since the last sync show up. The presentation:
 A contact's action is ``create`` (Spotler does not hold it), ``unsubscribe``
 (blocked in AFAS while Spotler still has a mapped permission bit on),
 ``update`` (another difference for Spotler) or ``write-back`` (only AFAS
-changes). E-mail values are replaced by ``<e-mail xxxx>`` (a short digest, so
-that a changed address still shows as a change) before they enter a plan.
+changes). Values of personal fields (``connector.redaction``: e-mail, names,
+phone, address) are replaced by ``<e-mail xxxx>`` / ``<personal xxxx>`` (a short
+digest, so that a changed value still shows as a change) before they enter a plan.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping as MappingT
 from typing import Literal
 
 import msgspec
 
-from connector.clients.afas import parse_afas_datetime
+from connector.redaction import is_personal, mask_value, redact
 from connector.schemas.events import Value
 from connector.schemas.mapping import Mapping
-from connector.sync.diff import diff
-from connector.sync.merge import decide
-from connector.sync.rows import ContactRecord, Rejection, is_valid_email
+from connector.sync.merge import Decision, decide_row
+from connector.sync.rows import ContactRecord, Rejection
 
 __all__ = [
     "ContactPlan",
@@ -41,6 +40,7 @@ __all__ = [
     "SpotlerNow",
     "mask_value",
     "plan_contact",
+    "present",
     "render",
 ]
 
@@ -90,29 +90,22 @@ class DryRunReport(msgspec.Struct, kw_only=True):
     rejected_by_reason: dict[str, int] = msgspec.field(default_factory=dict)
     spotler_contacts: int = 0
     gone_from_afas: int = 0  # synced before, no longer in the GetConnector
-    unknown_to_afas: int = 0  # in Spotler, never synced, not in the GetConnector
     deletions: str = "ignore"
     sample_size: int = 20
     sample: list[ContactPlan] = msgspec.field(default_factory=list)
     duration_s: float = 0.0
 
 
-def mask_value(value: Value) -> Value:
-    """An e-mail address as ``<e-mail xxxx>``; everything else as it is."""
-    if not isinstance(value, str) or "@" not in value:
-        return value
-    digest = hashlib.blake2b(value.strip().lower().encode(), digest_size=2).hexdigest()
-    return f"<e-mail {digest}>"
-
-
-def _is_email_field(name: str, mapping: Mapping) -> bool:
+def _is_personal(name: str, mapping: Mapping) -> bool:
+    """The Spotler property, its GetConnector column or its write-back field names a personal kind."""
     field = mapping.field_for_property(name)
-    return name == "email" or (field is not None and field.column == mapping.keys.email)
+    names = [name] if field is None else [name, field.column, field.writeback or ""]
+    return any(is_personal(n) for n in names if n) or (field is not None and field.column == mapping.keys.email)
 
 
 def _shown(name: str, value: Value, mapping: Mapping) -> Value:
-    if _is_email_field(name, mapping) or (isinstance(value, str) and is_valid_email(value)):
-        return mask_value(value)
+    if _is_personal(name, mapping) or (isinstance(value, str) and redact(value) != value):
+        return mask_value(value)  # type: ignore[no-any-return]
     return value
 
 
@@ -123,26 +116,26 @@ def plan_contact(
     mapping: Mapping,
 ) -> ContactPlan | None:
     """The plan for one valid row, or None when neither side would change."""
-    values_now = spotler.values if spotler is not None else {}
-    # Like the producers: Spotler "moved" only when it differs from the agreed state of a
-    # synced contact; a contact never synced takes AFAS's values (Spotler is never the source).
-    moved = spotler is not None and agreed is not None and bool(diff(spotler.values, agreed))
-    decision = decide(
-        record.contact_id, mapping, agreed=agreed, afas=record.values,
-        spotler=spotler.values if moved and spotler is not None else None, blocked=record.blocked,
-        afas_time=parse_afas_datetime(record.modified).timestamp() if record.modified else 0.0,
-        spotler_time=(spotler.last_changed / 1000) if spotler is not None else 0.0,
-    )
+    decision = decide_row(record, mapping, agreed, spotler.values if spotler is not None else None,
+                          spotler.last_changed if spotler is not None else 0)
+    return present(record, spotler.values if spotler is not None else None, decision, mapping)
+
+
+def present(
+    record: ContactRecord, spotler_now: MappingT[str, Value] | None, decision: Decision, mapping: Mapping
+) -> ContactPlan | None:
+    """A decision as a plan: per field Spotler's value now → the new one, and why."""
+    values_now = spotler_now if spotler_now is not None else {}
     conflicts = {c.field: f"conflict ({c.rule}): {c.winner} wins" for c in decision.conflicts}
     bits = {f.name for f in mapping.fields if f.permission_bit is not None}
     to_spotler: list[FieldDiff] = []
     for name, new in sorted(decision.to_spotler.items()):
-        old = values_now.get(name, False if name in bits else None) if spotler is not None else None
-        if spotler is not None and old == new:
+        old = values_now.get(name, False if name in bits else None) if spotler_now is not None else None
+        if spotler_now is not None and old == new:
             continue  # re-sent, but Spotler already holds it
         if name in conflicts:
             why = conflicts[name]
-        elif spotler is None:
+        elif spotler_now is None:
             why = "new contact"
         elif name in decision.ignored:
             why = "edited in Spotler; one-way field, AFAS's value goes back"
@@ -160,7 +153,7 @@ def plan_contact(
     if not to_spotler and not to_afas:
         return None
     action: Action
-    if spotler is None:
+    if spotler_now is None:
         action = "create"
     elif record.blocked and any(d.field in bits and d.old is True and d.new is False for d in to_spotler):
         action = "unsubscribe"
@@ -218,8 +211,8 @@ def render(report: DryRunReport) -> str:
     """The report as text for a terminal."""
     r = report
     lines = [
-        f"resync --dry-run: nothing was written ({r.read:,} AFAS rows, {r.spotler_contacts:,} Spotler contacts, "
-        f"{r.duration_s:.1f}s)",
+        f"resync --dry-run: nothing was written ({r.read:,} AFAS rows, {r.spotler_contacts:,} contacts in "
+        f"Spotler's recent feed, {r.duration_s:.1f}s)",
         "",
         "to Spotler (what a resync would write):",
         f"  create       {r.create:>8,}",
@@ -235,8 +228,7 @@ def render(report: DryRunReport) -> str:
         f"  contacts     {r.write_back:>8,}",
         "",
         f"conflicts settled by the owner rules: {r.conflicts:,}",
-        f"in Spotler but no longer in the GetConnector: {r.gone_from_afas:,} (deletions = {r.deletions}); "
-        f"never synced and unknown to AFAS: {r.unknown_to_afas:,}",
+        f"synced but no longer in the GetConnector: {r.gone_from_afas:,} (deletions = {r.deletions})",
     ]
     for title, counts in (("fields to Spotler", r.fields_to_spotler), ("fields to AFAS", r.fields_to_afas)):
         if counts:

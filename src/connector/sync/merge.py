@@ -9,6 +9,16 @@ blocked AFAS contact keeps every permission bit off. Fields that may not go
 back to AFAS (no write-back target) never produce an AFAS write; a Spotler edit
 of such a field is undone in Spotler, since AFAS owns it. A field emptied in
 Spotler (an anonymization) never erases data in AFAS.
+
+Spotler's feed shows a contact as it is now, not its history: an unsubscribe
+that was undone and made again (off → on → off) between two reads looks like no
+change. So when an AFAS opt-in meets a Spotler contact that was changed after
+it by someone else than the link (``spotler_touched``) and holds the bit off,
+the opt-out wins: that change may have been an unsubscribe (taken back and
+made again, or made alongside an edit of another field), the link cannot tell,
+and an unsubscribe must never be undone. The cost is an AFAS opt-in that a
+recipient's unrelated Spotler edit overtook: it is undone in AFAS and
+recorded as a conflict.
 """
 
 from __future__ import annotations
@@ -19,8 +29,10 @@ import msgspec
 
 from connector.schemas.events import Value
 from connector.schemas.mapping import FieldMap, Mapping
+from connector.sync.diff import diff
+from connector.sync.rows import ContactRecord
 
-__all__ = ["Conflict", "Decision", "decide"]
+__all__ = ["Conflict", "Decision", "decide", "decide_row"]
 
 
 class Conflict(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,8 +83,13 @@ def decide(
     blocked: bool = False,
     afas_time: float = 0.0,
     spotler_time: float = 0.0,
+    spotler_touched: float = 0.0,
 ) -> Decision:
-    """What to write where. ``spotler=None`` means Spotler has not changed since ``agreed``."""
+    """What to write where. ``spotler=None`` means Spotler has not changed since ``agreed``.
+
+    Times are epoch seconds: the AFAS row's change, Spotler's ``lastChanged``, and the
+    latest Spotler change that was not our own write (0: none).
+    """
     decision = Decision()
     base: MappingT[str, Value] = agreed or {}
     for field in mapping.fields:
@@ -88,6 +105,16 @@ def decide(
             if x is not None or field.permission_bit is not None:
                 decision.to_spotler[name] = x
             decision.agreed[name] = x
+            continue
+        if (field.permission_bit is not None and known and a is False and x is True and s is False
+                and spotler_touched > afas_time):
+            decision.conflicts.append(Conflict(
+                contact_id=contact_id, field=name, afas_value=x, spotler_value=s, agreed_value=a,
+                rule="opt-out wins", winner="spotler", value=False,
+            ))
+            if _writable(field):
+                decision.to_afas[name] = False
+            decision.agreed[name] = False
             continue
         if x == s:
             decision.agreed[name] = x
@@ -130,3 +157,30 @@ def decide(
             decision.to_afas[name] = value
         decision.agreed[name] = value
     return decision
+
+
+def decide_row(
+    record: ContactRecord,
+    mapping: Mapping,
+    agreed: MappingT[str, Value] | None,
+    spotler: MappingT[str, Value] | None,
+    spotler_stamp: int = 0,
+    spotler_touched: int = 0,
+    afas_stamp: int | None = None,
+) -> Decision:
+    """``decide`` for one AFAS row and what Spotler holds now (None: not known to differ).
+
+    Spotler's values count only where they moved from the agreed state. A
+    contact the link never agreed on but that Spotler already holds (an account
+    that existed before the link, or an agreed state that was lost) is settled
+    field by field as a conflict, so an opt-out in Spotler is kept.
+    ``afas_stamp``: when AFAS's edits in the row were made, where that is known
+    to be earlier than the row's stamp (default: the row's stamp).
+    """
+    afas_ms = record.stamp if afas_stamp is None else afas_stamp
+    moved = spotler is not None and (agreed is None or bool(diff(spotler, agreed)) or spotler_touched > afas_ms)
+    return decide(
+        record.contact_id, mapping, agreed=agreed, afas=record.values,
+        spotler=spotler if moved else None, blocked=record.blocked,
+        afas_time=afas_ms / 1000, spotler_time=spotler_stamp / 1000, spotler_touched=spotler_touched / 1000,
+    )

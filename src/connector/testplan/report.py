@@ -8,7 +8,7 @@ from typing import Literal
 
 import msgspec
 
-from connector.clients.http import redact
+from connector.redaction import redact
 
 __all__ = ["PlanReport", "StepResult", "default_report_path", "render_markdown", "write_report"]
 

@@ -24,9 +24,9 @@ from typing import Any, TypeVar
 import redis
 
 from connector.clients.afas_filter import Condition, Filter, Op
-from connector.clients.http import redact
 from connector.clients.spotler import SpotlerClient
 from connector.errors import ConnectorError
+from connector.redaction import redact
 from connector.schemas.mapping import Mapping
 from connector.schemas.spotler import Contact, Permission
 from connector.state.queues import outstanding

@@ -1,30 +1,41 @@
 """The web process's Starlette app: /healthz (open), and /, /status.json, /metrics behind STATUS_TOKEN.
 
-The token goes in ``Authorization: Bearer <token>`` or ``?token=<token>`` (what
-a browser bookmark can carry; the page's auto-refresh keeps the query string).
-Without STATUS_TOKEN the protected routes answer 403 and say how to enable
-them; a missing or wrong token gets 401. Responses are never cached and the
-page sends no Referer, so a token in the URL does not travel further.
+The token is accepted as ``Authorization: Bearer <token>`` (Prometheus, curl)
+or, for a browser, once through the sign-in form (``POST /signin``), which
+sets a cookie (see ``connector.web.auth``). A ``?token=`` URL answers a 303 to
+the same URL without it, cookie set, so no page that refreshes itself ever
+carries the token. Without STATUS_TOKEN the protected routes answer 403 and
+say how to enable them; a missing or wrong token gets 401 (the page: the
+sign-in form). Responses are never cached and send no Referer.
+
+/healthz is the web process's liveness and answers "ok", nothing more, without
+touching Redis: a platform that restarts it on a failed check would gain
+nothing from restarting it while Redis is down. During a Redis outage the
+protected routes answer 503 "Redis unavailable" (with Retry-After); one line
+is logged when Redis stops answering and one when it is back, not one per
+request.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
+import threading
+import time
 from collections.abc import Callable
 
 import msgspec
 import redis
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from connector.settings import Secret, Settings
 from connector.status.collect import collect
 from connector.status.report import StatusReport
+from connector.web import auth
 from connector.web.metrics import CONTENT_TYPE, render_metrics
-from connector.web.page import render_message, render_page
+from connector.web.page import render_message, render_page, render_signin
 
 __all__ = ["create_app", "web_redis_client"]
 
@@ -37,14 +48,16 @@ _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
 }
 _DISABLED = "The status page is disabled: STATUS_TOKEN is not set. Set it to enable /, /status.json and /metrics."
-_UNAUTHORIZED = "A valid status token is required: send Authorization: Bearer <token> or add ?token=<token>."
+_UNAUTHORIZED = "A valid status token is required: send Authorization: Bearer <token> (or sign in at /)."
+_WRONG = "That is not the status token."
 _REDIS_TIMEOUT_S = 5.0
+_RETRY_AFTER_S = 5  # the page's own refresh interval
 
 Render = Callable[[int, str], Response]
 
 
 def web_redis_client(settings: Settings) -> redis.Redis:
-    """The settings' Redis client with timeouts, so /healthz answers 503 instead of hanging."""
+    """The settings' Redis client with shorter timeouts: a request answers within seconds, never hangs."""
     from connector import runtime
 
     client = runtime.redis_client(settings)
@@ -54,8 +67,32 @@ def web_redis_client(settings: Settings) -> redis.Redis:
     return client
 
 
+class _RedisState:
+    """Logs one line when Redis stops answering the web process and one when it is back."""
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+        self._lock = threading.Lock()
+
+    def failed(self, exc: Exception) -> None:
+        with self._lock:
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+        log.warning("web: Redis unavailable (%s); answering 503 until it is back", type(exc).__name__)
+
+    def answered(self) -> None:
+        with self._lock:
+            if self._since is None:
+                return
+            gone, self._since = time.monotonic() - self._since, None
+        log.info("web: Redis is back after %.1fs", gone)
+
+
 def _html(status: int, text: str) -> Response:
-    title = "Status page disabled" if status == 403 else "Not authorised" if status == 401 else "Unavailable"
+    if status == 401:  # a browser: the sign-in form, never anything that echoes what was sent
+        return HTMLResponse(render_signin(None), status_code=401, headers=_HEADERS)
+    title = "Status page disabled" if status == 403 else "Unavailable"
     return HTMLResponse(render_message(title, text), status_code=status, headers=_HEADERS)
 
 
@@ -67,48 +104,63 @@ def _text(status: int, text: str) -> Response:
     return PlainTextResponse(text + "\n", status_code=status, headers=_HEADERS)
 
 
-def _supplied_token(request: Request) -> str | None:
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    return request.query_params.get("token") or None
+def _see_other(location: str) -> Response:
+    return RedirectResponse(location, status_code=303, headers=_HEADERS)
 
 
 def _refusal(request: Request, token: Secret | None, render: Render) -> Response | None:
-    """403 when no token is configured, 401 for a missing or wrong one, None when allowed."""
+    """403 when no token is configured, 401 for a missing or wrong one, a 303 for ?token=, None when allowed."""
     if not token:
         return render(403, _DISABLED)
-    supplied = _supplied_token(request)
-    if supplied is None or not hmac.compare_digest(supplied.encode(), token.reveal().encode()):
-        response = render(401, _UNAUTHORIZED)
-        response.headers["WWW-Authenticate"] = 'Bearer realm="connector status"'
-        return response
-    return None
+    supplied = request.query_params.get("token")
+    if supplied is not None and auth.token_matches(token, supplied):
+        return auth.remember(_see_other(auth.clean_url(request)), request, token)
+    if supplied is None and auth.authorised(request, token):
+        return None
+    response = render(401, _UNAUTHORIZED)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="connector status"'
+    return response
 
 
 def create_app(settings: Settings, client: redis.Redis | None = None) -> Starlette:
     """The app for these settings; ``client`` defaults to ``web_redis_client(settings)``."""
     redis_client = client if client is not None else web_redis_client(settings)
+    state = _RedisState()
 
     def report(request: Request, render: Render) -> StatusReport | Response:
         refused = _refusal(request, settings.status_token, render)
         if refused is not None:
             return refused
         try:
-            return collect(redis_client, settings)
+            collected = collect(redis_client, settings)
         except redis.RedisError as exc:
-            log.warning("status: Redis unavailable (%s)", type(exc).__name__)
-            return render(503, f"Redis is unavailable ({type(exc).__name__}).")
+            state.failed(exc)
+            response = render(503, f"Redis unavailable ({type(exc).__name__}): the status shows again "
+                                   "once Redis answers.")
+            response.headers["Retry-After"] = str(_RETRY_AFTER_S)
+            return response
+        state.answered()
+        return collected
+
+    def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok", headers=_HEADERS)
+
+    async def signin(request: Request) -> Response:
+        token = settings.status_token
+        if not token:
+            return _html(403, _DISABLED)
+        try:
+            supplied = await auth.form_token(request)
+        except auth.FormTooLarge:
+            return _text(413, f"A sign-in form is at most {auth.MAX_FORM_BYTES} bytes.")
+        if supplied is None or not auth.token_matches(token, supplied):
+            return HTMLResponse(render_signin(_WRONG), status_code=401, headers=_HEADERS)
+        return auth.remember(_see_other("/"), request, token)
+
+    def signout(request: Request) -> Response:
+        return auth.forget(_see_other("/"), request)
 
     # Plain functions: Starlette runs them in its thread pool, so blocking Redis calls are fine.
-    def healthz(request: Request) -> Response:
-        try:
-            redis_client.ping()
-        except redis.RedisError as exc:
-            return JSONResponse({"status": "unavailable", "redis": type(exc).__name__}, status_code=503,
-                                headers=_HEADERS)
-        return JSONResponse({"status": "ok"}, headers=_HEADERS)
-
     def page(request: Request) -> Response:
         result = report(request, _html)
         if isinstance(result, Response):
@@ -129,6 +181,8 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Starlet
 
     return Starlette(routes=[
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/signin", signin, methods=["POST"]),
+        Route("/signout", signout, methods=["POST"]),
         Route("/", page, methods=["GET", "HEAD"]),
         Route("/status.json", status_json, methods=["GET", "HEAD"]),
         Route("/metrics", metrics, methods=["GET", "HEAD"]),

@@ -17,7 +17,7 @@ from connector.schemas.runs import PollResult
 from connector.status.report import StatusReport
 from connector.web.style import CSS
 
-__all__ = ["REFRESH_S", "render_message", "render_page"]
+__all__ = ["REFRESH_S", "render_message", "render_page", "render_signin"]
 
 REFRESH_S = 5
 
@@ -165,8 +165,9 @@ def _runs(r: StatusReport) -> str:
                      if source in producers else "")
         parts.append(f"<h3>{escape(source)}{last_html}</h3>")
         parts.append(_table(
-            ["run", "started", "kind", "read", "changed", "unchanged", "rejected", "enqueued", "duration"],
-            [_run_row(source, run) for run in runs], numeric=range(3, 9),
+            ["run", "started", "kind", "read", "changed", "unchanged", "rejected", "enqueued", "written",
+             "superseded", "duration"],
+            [_run_row(source, run) for run in runs], numeric=range(3, 11),
         ) if runs else _empty("no polls recorded"))
     return _section("Latest runs", "".join(parts), "runs")
 
@@ -177,7 +178,8 @@ def _run_row(source: str, run: PollResult) -> list[str]:
         f"<code>{escape(run.run_id)}</code>", _m(f"{p}.started_at", run.started_at, _time(run.started_at), "muted"),
         _m(f"{p}.kind", run.kind), _m(f"{p}.read", run.read), _m(f"{p}.changed", run.changed),
         _m(f"{p}.unchanged", run.unchanged), _m(f"{p}.rejected", run.rejected),
-        _m(f"{p}.enqueued_messages", run.enqueued_messages),
+        _m(f"{p}.enqueued_messages", run.enqueued_messages), _m(f"{p}.written", run.written),
+        _m(f"{p}.superseded", run.superseded),
         _m(f"{p}.duration_s", run.duration_s, _duration(run.duration_s)),
     ]
 
@@ -251,7 +253,7 @@ def render_page(report: StatusReport, *, refresh_s: int = REFRESH_S) -> str:
     meta = (f'<span class="meta">{_m("generated_at", report.generated_at, _time(report.generated_at))} · '
             f"times in UTC · refreshes every {refresh_s}s · lag limit {lag_limit}</span>")
     body = (
-        f"<header><h1>AFAS ⇄ Spotler connector</h1><div>{badge} {meta}</div></header>{alerts}"
+        f"<header><h1>AFAS ⇄ Spotler connector</h1><div>{badge} {meta} {_SIGN_OUT}</div></header>{alerts}"
         f'<div class="grid top">{_queues(report)}{_producers(report)}</div>'
         f'<div class="grid">{_limits(report)}{_counters(report)}</div>'
         f'<div class="grid">{_runs(report)}</div>'
@@ -259,6 +261,24 @@ def render_page(report: StatusReport, *, refresh_s: int = REFRESH_S) -> str:
         f'<div class="grid">{_rejections(report)}{_conflicts(report)}</div>'
     )
     return _document("Connector status", body, refresh_s)
+
+
+_SIGN_OUT = ('<form class="inline" method="post" action="/signout">'
+             '<button type="submit" class="link">sign out</button></form>')
+
+
+def render_signin(problem: str | None) -> str:
+    """The sign-in form: the token is posted once and kept as a cookie, never put in a URL."""
+    note = f'<p class="warn">{escape(problem)}</p>' if problem else ""
+    body = (
+        "<header><h1>AFAS ⇄ Spotler connector</h1></header>"
+        f'<section class="signin">{note}<form method="post" action="/signin">'
+        '<label for="token">Status token (STATUS_TOKEN)</label>'
+        '<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>'
+        '<button type="submit">Sign in</button></form>'
+        '<p class="meta">Tools send <code>Authorization: Bearer &lt;token&gt;</code> instead.</p></section>'
+    )
+    return _document("Sign in", body, None)
 
 
 def render_message(title: str, text: str) -> str:

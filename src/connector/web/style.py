@@ -31,4 +31,10 @@ td.wrap{white-space:normal;min-width:160px}
 .muted{color:#8796a5}.warn{color:#b42318;font-weight:600}
 .empty{color:#8796a5;font-style:italic;margin:4px 0}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
+form.inline{display:inline}
+button.link{background:none;border:none;padding:0;color:#66788a;font-size:12px;text-decoration:underline;cursor:pointer}
+.signin{max-width:420px}
+.signin form{display:flex;flex-direction:column;gap:8px}
+.signin input{padding:7px 9px;border:1px solid #c5ced8;border-radius:6px;font:inherit}
+.signin button{align-self:flex-start;padding:6px 16px;border:0;border-radius:6px;background:#1c2733;color:#fff}
 """

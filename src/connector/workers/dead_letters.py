@@ -9,6 +9,11 @@ could not be written still lands in Dramatiq's XQ, and
 Layout (``ns`` defaults to ``connector:dlq``): ``ns:letters`` a hash id → letter
 (JSON), ``ns:by_time`` a sorted set id → failed_at, ``ns:by_queue:<queue>`` the
 same per queue, ``ns:queues`` the set of queue names seen.
+
+A letter's payload names its contacts (``contacts_of``). Letters are kept
+``RETENTION_DAYS`` (the retention sweep calls ``expire``); a forgotten contact
+(``connector.state.tombstones``) is left out of a letter, and a letter with
+nothing left is not stored.
 """
 
 from __future__ import annotations
@@ -26,14 +31,16 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name
 
-from connector.clients.http import redact
 from connector.errors import ConnectorError
+from connector.redaction import redact
+from connector.state.tombstones import Tombstones
 
 __all__ = [
     "DeadLetter",
     "DeadLetterStore",
     "Reason",
     "adopt_broker_dead_letters",
+    "contacts_of",
     "error_text",
     "fresh_message",
     "letter_for_message",
@@ -80,6 +87,43 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(DeadLetter).decode
+
+
+def _payload(message: dict[str, Any]) -> Any:
+    kwargs, args = message.get("kwargs") or {}, message.get("args") or []
+    return kwargs.get("payload", args[0] if len(args) == 1 else None)
+
+
+def contacts_of(letter: DeadLetter) -> builtins.list[str]:
+    """The contacts a letter's payload names: one change (``contact_id``) or a batch (``changes``)."""
+    payload = _payload(letter.message)
+    if not isinstance(payload, dict):
+        return []
+    if isinstance(payload.get("contact_id"), str):
+        return [payload["contact_id"]]
+    changes = payload.get("changes")
+    if isinstance(changes, list):
+        return [c["contact_id"] for c in changes if isinstance(c, dict) and isinstance(c.get("contact_id"), str)]
+    return []
+
+
+def _without(letter: DeadLetter, contact_ids: set[str]) -> DeadLetter | None:
+    """The letter without the items of ``contact_ids``; None when nothing else is left in it."""
+    named = contacts_of(letter)
+    if not set(named) & contact_ids:
+        return letter
+    payload = _payload(letter.message)
+    changes = payload.get("changes") if isinstance(payload, dict) else None
+    if not isinstance(changes, list):
+        return None
+    kept = [c for c in changes if not (isinstance(c, dict) and c.get("contact_id") in contact_ids)]
+    if not kept:
+        return None
+    ids = [c.get("contact_id") for c in kept]
+    message = {**letter.message, "args": [], "kwargs": {**(letter.message.get("kwargs") or {}),
+                                                        "payload": {**payload, "changes": kept}}}
+    entity = f"contact:{ids[0]}" if len(ids) == 1 else f"contacts:{ids[0]}..{ids[-1]}({len(ids)})"
+    return msgspec.structs.replace(letter, message=message, entity_key=entity)
 
 
 def error_text(error: BaseException) -> str:
@@ -135,7 +179,15 @@ class DeadLetterStore:
         return self._by_time if queue is None else self._by_queue(queue)
 
     def add(self, letter: DeadLetter) -> None:
-        """Store (or overwrite) a letter; atomic."""
+        """Store (or overwrite) a letter, without the items of forgotten contacts; atomic."""
+        forgotten = Tombstones(self.client).which(contacts_of(letter))
+        kept = _without(letter, forgotten) if forgotten else letter
+        if kept is None:
+            log.info("dead letter %s not stored: its contacts are forgotten", letter.id)
+            return
+        self._store(kept)
+
+    def _store(self, letter: DeadLetter) -> None:
         with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(self._letters, letter.id, _encode(letter))
             pipe.zadd(self._by_time, {letter.id: letter.failed_at})
@@ -193,6 +245,30 @@ class DeadLetterStore:
             removed += sum(self.remove(letter_id) for letter_id in ids)
             # A dangling index entry (letter already gone) must not loop forever.
             self.client.zrem(self._index(queue), *ids)
+
+    def _all(self) -> Iterable[DeadLetter]:
+        for _, raw in self.client.hscan_iter(self._letters, count=500):
+            yield _decode(raw)
+
+    def expire(self, before: float) -> int:
+        """Delete letters that failed before ``before`` (Unix seconds); returns how many."""
+        ids = _strings(self.client.zrangebyscore(self._by_time, "-inf", before))
+        return sum(self.remove(letter_id) for letter_id in ids)
+
+    def forget(self, contact_ids: Iterable[str]) -> int:
+        """Take these contacts out of every letter (a letter left empty is deleted); returns the letters changed."""
+        ids = set(contact_ids)
+        changed = 0
+        for letter in builtins.list(self._all()):
+            if not set(contacts_of(letter)) & ids:
+                continue
+            kept = _without(letter, ids)
+            if kept is None:
+                self.remove(letter.id)
+            else:
+                self._store(kept)
+            changed += 1
+        return changed
 
     def resolve(self, prefix: str) -> builtins.list[str]:
         """Ids starting with ``prefix`` (what the CLI's short ids expand to)."""

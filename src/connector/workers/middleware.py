@@ -11,6 +11,13 @@ It replaces Dramatiq's ``Retries`` and ``AgeLimit`` middleware:
 - ``SkippableError``: logged and acknowledged.
 - A message older than ``max_age`` (counted from its first enqueue, waits
   included) is dead-lettered as ``expired`` instead of being run.
+- A Redis error raised by the actor (Redis went away under it) is retried like
+  a ``RetriableError``, with one warning line and no traceback.
+- While Redis is unreachable nothing can be re-enqueued nor dead-lettered: the
+  worker thread waits for it (1 s doubling to 30 s) for up to ``redis_wait_s``
+  (ten minutes), so a message in flight during an outage is retried once Redis
+  answers instead of failing into the broker's dead-letter queue. Only past
+  that wait is it failed there (and adopted as ``orphaned`` at the next start).
 
 Per actor, the options ``max_retries``, ``min_backoff``, ``max_backoff``,
 ``max_age`` (milliseconds, as in Dramatiq) and ``entity_key`` (a callable
@@ -22,19 +29,20 @@ drop nothing younger than six hours.
 from __future__ import annotations
 
 import logging
+import math
 import random
-import traceback
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import dramatiq
 import redis
 from dramatiq.common import compute_backoff, current_millis
-from dramatiq.errors import Retry
+from dramatiq.errors import BrokerConnectionError, Retry
 from dramatiq.middleware import Middleware
 
-from connector.clients.http import redact
 from connector.errors import ConnectorError, FatalError, RateLimited, RetriableError, SkippableError
+from connector.redaction import redact_exception
 from connector.workers.dead_letters import DeadLetterStore, Reason, error_text, letter_for_message
 
 __all__ = [
@@ -42,6 +50,7 @@ __all__ = [
     "DEFAULT_MAX_BACKOFF_MS",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_MIN_BACKOFF_MS",
+    "REDIS_WAIT_S",
     "ActorFailed",
     "EntityKeyOf",
     "ErrorPolicy",
@@ -57,6 +66,14 @@ DEFAULT_MAX_AGE_MS = 6 * 3_600_000
 DEFAULT_RATE_LIMIT_DELAY_MS = 1_000
 # The Redis broker cannot delay a message by more than seven days.
 _MAX_DELAY_MS = 7 * 86_400_000 - 60_000
+# Long enough for a Redis restart or a managed Redis's failover; a longer outage fails the
+# message to the broker's dead-letter queue rather than hold a worker thread indefinitely.
+REDIS_WAIT_S = 600.0
+_REDIS_RETRY_S = (1.0, 30.0)  # first wait, cap
+_REDIS_ERRORS = (redis.RedisError, BrokerConnectionError)
+_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, BrokerConnectionError)
+
+T = TypeVar("T")
 
 EntityKeyOf = Callable[[tuple[Any, ...], dict[str, Any]], str | None]
 
@@ -85,8 +102,10 @@ class ErrorPolicy(Middleware):
         min_backoff: int = DEFAULT_MIN_BACKOFF_MS,
         max_backoff: int = DEFAULT_MAX_BACKOFF_MS,
         max_age: int | None = DEFAULT_MAX_AGE_MS,
+        redis_wait_s: float = REDIS_WAIT_S,
     ) -> None:
         self.store = store
+        self.redis_wait_s = redis_wait_s
         self.defaults: dict[str, Any] = {
             "max_retries": max_retries,
             "min_backoff": min_backoff,
@@ -130,9 +149,13 @@ class ErrorPolicy(Middleware):
         error = exception.error if isinstance(exception, ActorFailed) else exception
         try:
             self._handle(broker, message, error)
-        except Exception:
+        except _REDIS_ERRORS as exc:
             # Acking now would lose the message; a failed one goes to the broker's
             # dead-letter queue, from which the launcher adopts it.
+            log.error("message %s: Redis unavailable for over %.0fs (%s); rejecting it to the broker",
+                      message.message_id, self.redis_wait_s, _said(exc))
+            message.fail()
+        except Exception:
             log.exception("retry policy failed for message %s; rejecting it", message.message_id)
             message.fail()
 
@@ -147,7 +170,7 @@ class ErrorPolicy(Middleware):
             delay = min(int(delay * random.uniform(1.0, 1.2)), _MAX_DELAY_MS)
             message.options["rate_limited"] = int(message.options.get("rate_limited", 0)) + 1
             log.debug("%s rate-limited; again in %d ms", what, delay)
-            broker.enqueue(message, delay=delay)
+            self._enqueue(broker, message, delay)
             return
         if isinstance(error, FatalError):
             self._dead_letter(broker, message, "fatal", error)
@@ -168,13 +191,41 @@ class ErrorPolicy(Middleware):
         attempt = f"attempt {retries + 1} of {max_retries + 1}"
         if isinstance(error, ConnectorError):
             log.info("%s failed (%s), retry in %d ms: %s", what, attempt, delay, _said(error))
+        elif isinstance(error, _REDIS_ERRORS):
+            # Redis went away under the actor (or refused a command): transient, and the
+            # traceback says nothing new.
+            kind = "unavailable" if isinstance(error, _REDIS_DOWN) else "error"
+            log.warning("%s failed (%s): Redis %s (%s); retry in %d ms once it answers",
+                        what, attempt, kind, _said(error), delay)
         else:
             # The traceback is formatted here so its exception text can be masked too.
             log.error(
                 "%s failed unexpectedly (%s), retry in %d ms\n%s",
-                what, attempt, delay, redact("".join(traceback.format_exception(error))).rstrip(),
+                what, attempt, delay, redact_exception(error),
             )
-        broker.enqueue(message, delay=delay)
+        self._enqueue(broker, message, delay)
+
+    def _enqueue(self, broker: dramatiq.Broker, message: Any, delay: int) -> None:
+        self._waiting_for_redis(message, lambda: broker.enqueue(message, delay=delay))
+
+    def _waiting_for_redis(self, message: Any, call: Callable[[], T]) -> T:
+        """``call()``, waiting out a Redis outage (capped backoff) for up to ``redis_wait_s``."""
+        started = time.monotonic()
+        delay, cap = _REDIS_RETRY_S
+        waited = False
+        while True:
+            try:
+                result = call()
+            except _REDIS_ERRORS:
+                if time.monotonic() - started + delay > self.redis_wait_s:
+                    raise
+                time.sleep(delay)  # a worker thread: nothing else it could do without Redis
+                delay, waited = min(delay * 2, cap), True
+                continue
+            if waited:
+                log.info("message %s: Redis answered again after %.1fs", message.message_id,
+                         time.monotonic() - started)
+            return result
 
     def _dead_letter(
         self, broker: dramatiq.Broker, message: Any, reason: Reason, error: BaseException | None
@@ -188,8 +239,8 @@ class ErrorPolicy(Middleware):
             entity_key=self.entity_key(broker, message),
         )
         try:
-            self.store.add(letter)
-        except redis.RedisError:
+            self._waiting_for_redis(message, lambda: self.store.add(letter))
+        except _REDIS_ERRORS:
             log.exception(
                 "could not store the dead letter of message %s; rejecting it to the broker instead",
                 message.message_id,
@@ -221,7 +272,14 @@ class ErrorPolicy(Middleware):
 
 
 def _delay_ms(retry_after: float | None, default_ms: int) -> int:
-    return int(retry_after * 1000) if retry_after and retry_after > 0 else default_ms
+    """``retry_after`` seconds as a delay, at most the 7-day cap (``inf`` and 1e306 included).
+
+    Absent, NaN, zero or negative: ``default_ms``. Errors raised outside the HTTP
+    clients are not clamped there, so this never trusts the value either.
+    """
+    if retry_after is None or math.isnan(retry_after) or retry_after <= 0:
+        return default_ms
+    return int(min(retry_after * 1000, _MAX_DELAY_MS))
 
 
 def _said(error: BaseException) -> str:

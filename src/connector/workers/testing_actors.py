@@ -69,7 +69,10 @@ def _perform(client: redis.Redis, job: Job) -> None:
     if job.seconds:
         time.sleep(job.seconds)  # stands in for a slow HTTP call
     if job.hold:
-        client.blpop([RELEASE + job.id], timeout=60)
+        # Short waits: a blocking call longer than the client's socket timeout would fail.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not client.blpop([RELEASE + job.id], timeout=5):
+            pass
     if job.fail and (job.times == 0 or attempt <= job.times):
         raise _error(job)
     client.hincrby(DONE, job.id, 1)

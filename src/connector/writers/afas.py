@@ -1,37 +1,47 @@
 """Write one Spotler change back to AFAS: one PUT per entity whose fields changed.
 
-``afas_writes`` (the sync core) decides which UpdateConnectors to call and
-with which fields; this module makes the calls safely. Each entity write is
-claimed under ``<event key>:<connector>``, so a redelivered message (a worker
-crash, a retry after a timeout) never writes an entity twice, while an entity
-that failed is written on the retry. Every call holds a slot of the shared
-AFAS concurrency cap. Errors leave as the client raised them: the retry
-policy retries ``RetriableError`` and dead-letters ``FatalError``.
+The change first goes through the ordering check (``connector.state.ordering``):
+fields older than what was applied since, or than an AFAS edit on its way to
+Spotler, are superseded and never sent; a contact another worker is writing
+is retried later (a ``RateLimited``, which does not burn the retry budget).
+``afas_writes`` (the sync core) then decides which UpdateConnectors to call
+with the fresh fields. Each entity's fields are committed to the agreed state
+as soon as AFAS accepted that entity, so a redelivery after a partial write
+(a worker crash, a retry after a timeout) finds those fields applied and
+writes only the rest. Errors leave as the client raised them: the retry policy
+retries ``RetriableError`` and dead-letters ``FatalError``. Every call goes
+through the client, which holds a slot of the shared AFAS concurrency cap.
 
-A hard bounce is written where the mapping says (a yes/no field on the
-contact, or blocking the contact). With neither configured it is recorded as
-a rejection and logged, never turned into an opt-out.
+A change of a forgotten contact (``connector forget``) is acknowledged as
+forgotten: no call, nothing recorded.
+
+A hard bounce is an event, not a field: it is written every time it is
+delivered (setting a flag twice is harmless), where the mapping says (a
+yes/no field on the contact, or blocking the contact). With neither
+configured it is recorded as a rejection and logged, never turned into an
+opt-out.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 import redis
 
 from connector.clients.afas import AfasClient
-from connector.errors import RetriableError
-from connector.schemas.events import AfasChange, Value
+from connector.errors import RateLimited
+from connector.schemas.events import AfasChange, field_writes
 from connector.schemas.mapping import Mapping
 from connector.state.agreed import AgreedStore
 from connector.state.keys import COUNTERS
+from connector.state.ordering import CommitItem, ContactWrite, Ordering, Owed
 from connector.state.rejections import RejectionStore
-from connector.state.seen import SeenStore
-from connector.sync.rows import Rejection
-from connector.sync.to_afas import EntityWrite, afas_writes
-from connector.workers.idempotency import ClaimOutcome, IdempotencyStore
-from connector.workers.limits import ConcurrencyCap
+from connector.sync.diff import still_seen
+from connector.sync.rows import ContactRecord, Rejection, decode_row
+from connector.sync.to_afas import afas_writes
 
 __all__ = ["HARD_BOUNCE", "UNMAPPED_BOUNCE_REASON", "AfasOutcome", "bounce_unmapped", "write_change"]
 
@@ -42,12 +52,14 @@ UNMAPPED_BOUNCE_REASON = "hard bounce: no write-back configured in the mapping"
 
 
 class AfasOutcome(msgspec.Struct, kw_only=True):
-    """What became of one change: the entities written now, and those written before."""
+    """What became of one change."""
 
     written: list[str] = msgspec.field(default_factory=list)  # connectors AFAS accepted now
-    skipped: list[str] = msgspec.field(default_factory=list)  # written by an earlier delivery
+    superseded: list[str] = msgspec.field(default_factory=list)  # fields not written: something newer won
     calls: int = 0  # PUTs sent, a failed one included
     bounce_unmapped: bool = False
+    forgotten: bool = False  # the contact has a tombstone: nothing written
+    owed: list[Owed] = msgspec.field(default_factory=list)  # values to re-assert in Spotler
 
 
 def bounce_unmapped(change: AfasChange, mapping: Mapping) -> bool:
@@ -56,26 +68,37 @@ def bounce_unmapped(change: AfasChange, mapping: Mapping) -> bool:
     return change.bounce == HARD_BOUNCE and not rule.writeback and not rule.block_contact
 
 
-def _agreed_values(change: AfasChange, writes: list[EntityWrite]) -> dict[str, Value]:
-    """What AFAS now holds; fields that cannot go back stay out (AFAS did not take them)."""
-    if change.new_agreed:
-        return dict(change.new_agreed)
-    return {name: change.changes[name] for write in writes for name in write.changed}
-
-
 def write_change(
     change: AfasChange,
     *,
     client: AfasClient,
     mapping: Mapping,
-    claims: IdempotencyStore,
-    agreed: AgreedStore,
-    cap: ConcurrencyCap,
+    ordering: Ordering,
     redis_client: redis.Redis,
-    lease_s: float = 120.0,
+    lease_s: float = 75.0,
+    recent: Callable[[str], dict[str, Any] | None] | None = None,
 ) -> AfasOutcome:
-    """Write the entities ``change`` touches that are not written yet; raise the client's error."""
+    """Write the fresh fields of ``change`` entity by entity; raise the client's error.
+
+    ``lease_s`` covers one call (a wait for a slot of the cap plus the call): the lease
+    on the contact is renewed before each entity, so a worker that dies holds the
+    contact for at most that long. ``recent`` (for a change that waited) reads the
+    contact's current AFAS row: a field someone changed in AFAS after the change was
+    made is left out, for the AFAS producer to settle by the merge rules.
+    """
     outcome = AfasOutcome()
+    write = ContactWrite(contact_id=change.contact_id, fields=field_writes(change),
+                         person=change.person_id, organisation=change.organisation_id)
+    lease = ordering.check("afas", [write], lease_s=lease_s)
+    [verdict] = lease.verdicts
+    if verdict.forgotten:
+        outcome.forgotten = True
+        redis_client.hincrby(COUNTERS, "afas_forgotten", 1)
+        return outcome
+    if verdict.busy_ms is not None:
+        # The other writer holds the lease for one write, not for its whole length: try again soon.
+        raise RateLimited(f"contact {change.contact_id} is being written by another worker",
+                          retry_after=min(2.0, max(0.2, verdict.busy_ms / 1000)))
     if bounce_unmapped(change, mapping):
         outcome.bounce_unmapped = True
         RejectionStore(redis_client).add_many(
@@ -86,45 +109,66 @@ def write_change(
             "or bounce.block_contact); recorded as a rejection",
             change.contact_id,
         )
-    writes = afas_writes(change, mapping)
+    outcome.owed += verdict.owed
+    fresh = set(verdict.fresh)
+    if recent is not None and fresh:
+        try:
+            fresh -= _changed_in_afas_since(change, write, fresh, recent, ordering, mapping)
+        except BaseException:
+            ordering.release(lease.token, [change.contact_id])
+            raise
+    outcome.superseded = sorted(f.name for f in write.fields if f.name not in fresh)
+    entities = afas_writes(msgspec.structs.replace(change, changes={n: change.changes[n] for n in fresh}), mapping)
+    sent: set[str] = set()
     try:
-        for write in writes:
-            claim = claims.claim(f"{change.key}:{write.connector}", lease_s)
-            if claim.outcome is ClaimOutcome.DONE:
-                outcome.skipped.append(write.connector)
-                continue
-            if claim.outcome is ClaimOutcome.BUSY:
-                raise RetriableError(
-                    f"{write.connector} of contact {change.contact_id} is being written by another worker",
-                    retry_after=claim.retry_after,
-                )
-            try:
-                with cap.slot():
-                    outcome.calls += 1
-                    client.update(write.connector, write.fields)
-            except BaseException:
-                claims.release(claim)
-                raise
-            outcome.written.append(write.connector)
-            claims.done(claim)
+        for entity in entities:
+            if outcome.calls:
+                ordering.renew(lease.token, change.contact_id, lease_s=lease_s)
+            outcome.calls += 1
+            client.update(entity.connector, entity.fields)
+            outcome.written.append(entity.connector)
+            done = [f for f in write.fields if f.name in entity.changed]
+            sent.update(entity.changed)
+            if done:
+                for applied in ordering.commit("afas", lease.token, [
+                    CommitItem(write=msgspec.structs.replace(write, fields=done))], release=False):
+                    outcome.owed += applied.owed
+                    outcome.superseded += applied.late
     finally:
         # Counted even when a later entity fails: every call costs AFAS capacity.
         if outcome.calls:
             redis_client.hincrby(COUNTERS, "afas_calls", outcome.calls)
-    values = _agreed_values(change, writes)
-    if values:
-        # Also after a redelivery that skipped every entity: the first delivery may
-        # have died between its last write and this line.
-        agreed.merge_many([(change.contact_id, values)])
-    # AFAS now holds what Spotler said: the edit noted from Spotler's feed is settled.
-    SeenStore(redis_client).forget([change.contact_id])
+        ordering.release(lease.token, [change.contact_id])
+    # Fresh fields AFAS cannot take (no write-back target) are dropped with the superseded ones.
+    dropped = [f for f in write.fields if f.name not in sent]
+    ordering.commit("afas", "", [CommitItem(write=msgspec.structs.replace(write, fields=[]), dropped=dropped)],
+                    release=False)
     pipe = redis_client.pipeline(transaction=False)
     if outcome.written:
         pipe.hincrby(COUNTERS, "afas_changes_written", 1)
-    elif outcome.skipped:
-        pipe.hincrby(COUNTERS, "afas_duplicates_skipped", 1)
+    if outcome.superseded:
+        pipe.hincrby(COUNTERS, "afas_superseded", len(outcome.superseded))
     if outcome.bounce_unmapped:
         pipe.hincrby(COUNTERS, "afas_bounces_unmapped", 1)
     if len(pipe):
         pipe.execute()
     return outcome
+
+
+def _changed_in_afas_since(
+    change: AfasChange, write: ContactWrite, fresh: set[str],
+    recent: Callable[[str], dict[str, Any] | None], ordering: Ordering, mapping: Mapping,
+) -> set[str]:
+    """Fresh fields AFAS's current row holds a newer value of than the agreed state (we hold the lease)."""
+    row = recent(change.contact_id)
+    record = decode_row(row, mapping) if row is not None else None
+    state = AgreedStore(ordering.client).state(change.contact_id)
+    if not isinstance(record, ContactRecord) or state is None:
+        return set()
+    stamps = {f.name: f.stamp for f in write.fields}
+    ours = {f.name: f.value for f in write.fields}
+    # Neither the agreed value nor ours: an AFAS user's edit (the row's stamp also moves with our own
+    # writes to the contact's other entities, so a later stamp does not make it ours).
+    return {n for n in fresh
+            if record.values.get(n) not in (state.values.get(n), ours.get(n))
+            and not still_seen(change.seen, n, record.values) and record.stamp > stamps.get(n, 0)}

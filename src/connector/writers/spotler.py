@@ -1,25 +1,45 @@
 """Apply a batch of AFAS contact changes to Spotler with one ``POST contact/list``.
 
-Each change is claimed by its idempotency key first, so a redelivered message
-never writes a contact twice; the per-contact result codes are handled one by
-one, so an invalid e-mail rejects that contact only.
+Every contact of the batch goes through the ordering check first
+(``connector.state.ordering``): a field older than what was applied since, or
+than an edit on its way out of Spotler, is superseded and left out; a contact
+whose fields are all superseded costs no request; a contact another worker is
+writing is handed back as busy. The per-contact result codes are handled one
+by one, so an invalid e-mail rejects that contact only, and only the fields
+Spotler accepted are committed to the agreed state, in the same atomic step
+that re-checks them.
+
+A forgotten contact (``connector forget``) is left out and counted as
+forgotten: nothing is written, nothing recorded.
+
+Spotler's upsert is a blind write. A batch that waited or opts in (``recent`` is given:
+a retry, a backlog) first looks at Spotler's changes that the Spotler
+producer has not read yet, and leaves out every field a recipient changed
+there after the change was made: the Spotler producer will read that edit and
+settle it by the merge rules, instead of our older value overwriting it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 
 import msgspec
-import redis
 
 from connector.clients.spotler import SpotlerClient
-from connector.schemas.events import ContactChange
+from connector.schemas.events import ContactChange, Value, field_writes
+from connector.schemas.mapping import Mapping as FieldMapping
+from connector.schemas.spotler import Contact
 from connector.state.agreed import AgreedStore
-from connector.state.seen import SeenStore
+from connector.state.ordering import CommitItem, ContactWrite, Ordering, Owed
+from connector.sync.diff import still_seen
+from connector.sync.from_spotler import spotler_values
 from connector.sync.to_spotler import contact_for
-from connector.workers.idempotency import Claim, ClaimOutcome, IdempotencyStore
 
-__all__ = ["FATAL_CODES", "BatchOutcome", "write_batch"]
+# Spotler's recent changes of some contacts: contact id -> (mapped values, lastChanged epoch ms).
+Recent = Callable[[Sequence[str]], Mapping[str, tuple[Mapping[str, Value], int]]]
+
+__all__ = ["FATAL_CODES", "BatchOutcome", "Recent", "recent_changes", "write_batch"]
 
 # Per-contact codes that no retry can fix (the record itself is refused).
 FATAL_CODES = frozenset(
@@ -31,71 +51,160 @@ class BatchOutcome(msgspec.Struct, kw_only=True):
     """What became of each change of a batch."""
 
     written: list[ContactChange] = msgspec.field(default_factory=list)
-    duplicates: list[ContactChange] = msgspec.field(default_factory=list)
+    superseded: list[ContactChange] = msgspec.field(default_factory=list)  # nothing of it was still newer
+    superseded_fields: int = 0
     busy: list[ContactChange] = msgspec.field(default_factory=list)
+    forgotten: list[ContactChange] = msgspec.field(default_factory=list)  # tombstoned: acknowledged, not written
     retry: list[ContactChange] = msgspec.field(default_factory=list)
     rejected: list[tuple[ContactChange, str, str]] = msgspec.field(default_factory=list)
+    owed: list[tuple[ContactChange, list[Owed]]] = msgspec.field(default_factory=list)  # re-asserts into AFAS
     requests: int = 0
 
     def rejected_changes(self) -> list[ContactChange]:
         return [change for change, _, _ in self.rejected]
 
 
+def _write_of(change: ContactChange) -> ContactWrite:
+    return ContactWrite(
+        contact_id=change.contact_id, fields=field_writes(change),
+        person=change.person_id or None, organisation=change.organisation_id or None,
+    )
+
+
 def write_batch(
     changes: Sequence[ContactChange],
     *,
     client: SpotlerClient,
-    claims: IdempotencyStore,
-    agreed: AgreedStore,
-    redis_client: redis.Redis,
-    before_request: Callable[[], object],
+    ordering: Ordering,
+    before_request: Callable[[], object] = lambda: None,
     all_bits: Sequence[int] = (),
-    lease_s: float = 45.0,
+    lease_s: float = 90.0,
+    recent: Recent | None = None,
 ) -> BatchOutcome:
-    """Write what is not written yet; raise the client's error if the whole call failed."""
+    """Write what is still newer; raise the client's error if the whole call failed."""
     outcome = BatchOutcome()
-    fresh: list[ContactChange] = []
-    leases: dict[str, Claim] = {}
-    for change in changes:
-        claim = claims.claim(change.key, lease_s)
-        if claim.outcome is ClaimOutcome.DONE:
-            outcome.duplicates.append(change)
-        elif claim.outcome is ClaimOutcome.BUSY:
+    writes = [_write_of(c) for c in changes]
+    lease = ordering.check("spotler", writes, lease_s=lease_s)
+    sending: list[tuple[ContactChange, ContactWrite, CommitItem]] = []
+    finished: list[CommitItem] = []  # leased contacts with nothing left to write
+    for change, write, verdict in zip(changes, writes, lease.verdicts, strict=True):
+        if verdict.forgotten:
+            outcome.forgotten.append(change)
+            continue
+        if verdict.busy:
             outcome.busy.append(change)
+            continue
+        if verdict.owed:
+            outcome.owed.append((change, verdict.owed))
+        fresh = set(verdict.fresh)
+        kept = msgspec.structs.replace(write, fields=[f for f in write.fields if f.name in fresh])
+        item = CommitItem(write=kept, dropped=[f for f in write.fields if f.name not in fresh])
+        outcome.superseded_fields += len(item.dropped)
+        if fresh:
+            sending.append((change, kept, item))
         else:
-            fresh.append(change)
-            leases[change.key] = claim
-    if not fresh:
-        return outcome
+            outcome.superseded.append(change)
+            finished.append(item)
+    leased = [w.contact_id for w, v in zip(writes, lease.verdicts, strict=True) if not (v.busy or v.forgotten)]
     try:
+        if recent is not None and sending:
+            before = sum(len(item.dropped) for _, _, item in sending)
+            sending, overtaken = _without_newer_spotler_edits(sending, recent, AgreedStore(ordering.client))
+            after = sum(len(item.dropped) for _, _, item in (*sending, *overtaken))
+            outcome.superseded_fields += after - before
+            for change, _, item in overtaken:
+                outcome.superseded.append(change)
+                finished.append(item)
+        if finished:
+            ordering.commit("spotler", lease.token, finished)
+        if not sending:
+            return outcome
         before_request()
-        results = client.upsert_many([contact_for(c, all_bits) for c in fresh])
+        contacts = [
+            contact_for(msgspec.structs.replace(change, changes={f.name: f.value for f in kept.fields}), all_bits)
+            for change, kept, _ in sending
+        ]
+        results = client.upsert_many(contacts)
         outcome.requests += 1
     except BaseException:
-        for change in fresh:
-            claims.release(leases[change.key])
+        ordering.release(lease.token, leased)
         raise
     by_id = {r.externalId: r for r in results}
-    for change in fresh:
+    accepted: list[CommitItem] = []
+    for change, _, item in sending:
         result = by_id.get(change.contact_id)
         if result is not None and result.code == "OK":
             outcome.written.append(change)
+            accepted.append(item)
         elif result is not None and result.code in FATAL_CODES:
             outcome.rejected.append((change, result.code, result.message or ""))
-            claims.release(leases[change.key])
         else:
             outcome.retry.append(change)
-            claims.release(leases[change.key])
-    # Agreed state first, then "done": a crash in between only costs a repeated write.
-    agreed.merge_many(
-        (c.contact_id, {**c.changes, "_person": c.person_id, "_organisation": c.organisation_id})
-        for c in outcome.written
-    )
-    for change in outcome.written:
-        claims.done(change.key)
-    # Spotler now holds the agreed values: edits noted from its feed are settled or will reappear.
-    SeenStore(redis_client).forget(c.contact_id for c in outcome.written)
-    done_keys = [f"connector:pending:{c.key}" for c in outcome.written + outcome.rejected_changes()]
-    if done_keys:
-        redis_client.delete(*done_keys)
+    for applied in ordering.commit("spotler", lease.token, accepted):
+        # Written, but something newer was applied while we wrote (our lease had run out).
+        outcome.superseded_fields += len(applied.late)
+        if applied.owed:
+            change = next(c for c in outcome.written if c.contact_id == applied.contact_id)
+            outcome.owed.append((change, applied.owed))
+    ordering.release(lease.token, [c.contact_id for c in (*outcome.rejected_changes(), *outcome.retry)])
     return outcome
+
+
+Sending = tuple[ContactChange, ContactWrite, CommitItem]
+
+
+def _without_newer_spotler_edits(
+    sending: list[Sending], recent: Recent, agreed: AgreedStore
+) -> tuple[list[Sending], list[Sending]]:
+    """Leave out the fields Spotler changed (not by us) after our change; contacts with nothing left are overtaken.
+
+    A field whose Spotler value is neither the agreed one nor ours was changed there by
+    someone else than the link (a committed write of ours is the agreed value). When it was
+    changed is known only up to ``lastChanged``, the contact's latest change, which may be
+    a later write of ours to another field: so a ``lastChanged`` after our change leaves
+    the field out even when it is our own write's, and the Spotler producer, which reads
+    that item too, settles the field by the merge rules (an unsubscribe stays).
+    """
+    ids = [change.contact_id for change, _, _ in sending]
+    seen = recent(ids)
+    if not seen:
+        return sending, []
+    kept: list[Sending] = []
+    overtaken: list[Sending] = []
+    for (change, write, item), state in zip(sending, agreed.states(ids), strict=True):
+        found = seen.get(change.contact_id)
+        if found is None or state is None:
+            kept.append((change, write, item))
+            continue
+        values, last_changed = found
+        newer = {f.name for f in write.fields
+                 if values.get(f.name) not in (state.values.get(f.name), f.value)
+                 and not still_seen(change.seen, f.name, values) and last_changed > f.stamp}
+        if not newer:
+            kept.append((change, write, item))
+            continue
+        left = msgspec.structs.replace(write, fields=[f for f in write.fields if f.name not in newer])
+        later = CommitItem(write=left, dropped=[*item.dropped, *(f for f in write.fields if f.name in newer)])
+        (kept if left.fields else overtaken).append((change, left, later))
+    return kept, overtaken
+
+
+def recent_changes(
+    client: SpotlerClient, mapping: FieldMapping, since: Callable[[], datetime],
+    *, before_request: Callable[[], object] = lambda: None,
+) -> Recent:
+    """``Recent`` read from Spotler's change feed from ``since()`` (minus 2 s) to now."""
+
+    def recent(contact_ids: Sequence[str]) -> dict[str, tuple[Mapping[str, Value], int]]:
+        wanted = set(contact_ids)
+        found: dict[str, Contact] = {}
+        start = since() - timedelta(seconds=2)
+        before_request()
+        for item in client.iter_updates(start, datetime.now(UTC) + timedelta(seconds=1)):
+            if isinstance(item, Contact) and item.externalId in wanted:
+                known = found.get(item.externalId)
+                if known is None or (item.lastChanged or 0) >= (known.lastChanged or 0):
+                    found[item.externalId] = item
+        return {cid: (spotler_values(c, mapping), c.lastChanged or 0) for cid, c in found.items()}
+
+    return recent

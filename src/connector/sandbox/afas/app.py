@@ -2,10 +2,13 @@
 
 ``create_app`` seeds a CRM and returns the app (fault injection in front of
 the routes); ``create_app(...).afas`` is its state for in-process tests.
+A GetConnector page waits for the cost of its skip (``skip_cost``) without
+holding the state lock, so other requests go on meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import msgspec
@@ -16,13 +19,15 @@ from starlette.routing import Route
 
 from connector.sandbox.afas.control import control_routes
 from connector.sandbox.afas.errors import NOT_SUPPORTED, AfasError, error_json, fault_error
-from connector.sandbox.afas.getconnector import QueryTooLong, parse_query
+from connector.sandbox.afas.getconnector import GetQuery, QueryTooLong, parse_query
 from connector.sandbox.afas.metainfo import ConnectorInfo, EnvInfo, MetaInfo, get_meta, update_meta
+from connector.sandbox.afas.skip_cost import SkipCost, SkipCostSetting
 from connector.sandbox.afas.state import AfasState
 from connector.sandbox.afas.updates import CONNECTORS, InvalidJson, apply_update
 from connector.sandbox.faults import FaultInjector
+from connector.sandbox.guard import MAX_CONTACTS, SandboxGuard
 
-__all__ = ["DEFAULT_TOKEN", "PROFIT_VERSION", "AfasSandbox", "create_app", "route_of"]
+__all__ = ["DEFAULT_TOKEN", "PROFIT_VERSION", "SKIP_DELAY_HEADER", "AfasSandbox", "create_app", "route_of"]
 
 # The sandbox's published default token: not a secret of any real environment.
 DEFAULT_TOKEN = (
@@ -34,6 +39,7 @@ PROFIT_VERSION = "6.6.9"
 _PREFIX = re.compile(r"^/profitrestservices(?=/|$)", re.IGNORECASE)
 _HEADERS = {"cache-control": "no-store, no-cache"}
 _JSON = "application/json; charset=utf-8"
+SKIP_DELAY_HEADER = "x-sandbox-skip-delay-ms"  # what a page waited for its skip
 
 
 def route_of(method: str, path: str) -> str:
@@ -74,15 +80,19 @@ def _not_granted(kind: str, name: str) -> AfasError:
 class AfasSandbox(FaultInjector):
     """FaultInjector in front of the Profit routes and the control API; ``afas`` is the state."""
 
-    def __init__(self, state: AfasState) -> None:
+    def __init__(
+        self, state: AfasState, *, control_token: str | None = None, skip_cost: SkipCost | None = None
+    ) -> None:
         self.afas = state
+        self.skip_cost = SkipCostSetting(skip_cost or SkipCost())
         routes = [
-            *control_routes(state, self),
+            *control_routes(state, self, self.skip_cost),
             Route("/{path:path}", self._api, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
         ]
         router = Starlette(routes=routes)
         router.state.afas = state
-        super().__init__(router, error_body=self._error_body, route_of=route_of)
+        guarded = SandboxGuard(router, error_body=self._error_body, control_token=control_token)
+        super().__init__(guarded, error_body=self._error_body, route_of=route_of)
 
     def _error_body(self, status: int, reason: str) -> tuple[bytes, dict[str, str]]:
         return fault_error(status, reason, self.faults.maintenance_retry_after_s)
@@ -98,9 +108,18 @@ class AfasSandbox(FaultInjector):
             return _empty(401)
         parts = [p for p in path[match.end() :].split("/") if p]
         body = await request.body()
+        query, delay = None, 0.0
         try:
+            if request.method == "GET" and len(parts) == 2 and parts[0].lower() == "connectors":
+                query = parse_query(raw_query)
+                delay = self.skip_cost.current.delay_s(query.skip)
+                if delay:
+                    await asyncio.sleep(delay)
             with state.lock:
-                return self._dispatch(request.method, parts, raw_query, body)
+                response = self._dispatch(request.method, parts, query, body)
+            if query is not None:
+                response.headers[SKIP_DELAY_HEADER] = str(round(delay * 1000))
+            return response
         except AfasError as exc:
             return _afas_error(exc)
         except QueryTooLong:
@@ -108,12 +127,11 @@ class AfasSandbox(FaultInjector):
         except InvalidJson:
             return Response(b'{"message":"Invalid json"}', 400, headers=_HEADERS, media_type=_JSON)
 
-    def _dispatch(self, method: str, parts: list[str], raw_query: bytes, body: bytes) -> Response:
+    def _dispatch(self, method: str, parts: list[str], query: GetQuery | None, body: bytes) -> Response:
         state = self.afas
         head = parts[0].lower() if parts else ""
         if head == "connectors" and len(parts) >= 2:
-            if method == "GET" and len(parts) == 2:
-                query = parse_query(raw_query)
+            if query is not None:
                 name = state.find(parts[1])
                 if name is None or name not in state.get_connectors():
                     raise _not_granted("GetConnector", parts[1])
@@ -165,6 +183,21 @@ class AfasSandbox(FaultInjector):
         return msgspec.json.encode(update_meta(state.catalogue, connector))
 
 
-def create_app(contacts: int, seed: int, token: str, *, edge_cases: bool = True) -> AfasSandbox:
-    """A seeded sandbox accepting ``token`` (the whole ``<token>…</token>`` XML)."""
-    return AfasSandbox(AfasState(contacts=contacts, seed=seed, token=token, edge_cases=edge_cases))
+def create_app(
+    contacts: int,
+    seed: int,
+    token: str,
+    *,
+    edge_cases: bool = True,
+    control_token: str | None = None,
+    skip_cost: SkipCost | None = None,
+) -> AfasSandbox:
+    """A seeded sandbox accepting ``token`` (the whole ``<token>…</token>`` XML).
+
+    ``contacts`` is at most ``MAX_CONTACTS``; with ``control_token`` the control API
+    requires it as a bearer token. ``skip_cost`` is the deep-skip curve (default: on).
+    """
+    if not 0 <= contacts <= MAX_CONTACTS:
+        raise ValueError(f"contacts must be between 0 and {MAX_CONTACTS:,}")
+    state = AfasState(contacts=contacts, seed=seed, token=token, edge_cases=edge_cases)
+    return AfasSandbox(state, control_token=control_token, skip_cost=skip_cost)

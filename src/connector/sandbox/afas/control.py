@@ -1,10 +1,10 @@
-"""The control API under ``/_sandbox/`` (no auth): seed, inspect, edit, clock, faults, …"""
+"""The control API under ``/_sandbox/``: seed, inspect, edit, clock, faults, skip cost, … (``guard`` bounds it)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from starlette.requests import Request
@@ -22,8 +22,10 @@ from connector.sandbox.afas.entities import ADDRESS_CODES, CONTROL_FIELDS, Write
 from connector.sandbox.afas.errors import AfasError
 from connector.sandbox.afas.journal import Journal
 from connector.sandbox.afas.model import Contact, Entity
+from connector.sandbox.afas.skip_cost import SkipCost, SkipCostSetting
 from connector.sandbox.afas.state import AfasState, TokenConfig
 from connector.sandbox.faults import FaultInjector, Faults
+from connector.sandbox.guard import MAX_CONTACTS
 
 __all__ = ["ClockRequest", "EditRequest", "ResetRequest", "control_routes"]
 
@@ -31,9 +33,12 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 class ResetRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """New seed data; definitions, token grants, faults and request counts back to defaults."""
+    """New seed data; definitions, token grants, faults and request counts back to defaults.
 
-    contacts: int = 1000
+    The skip cost goes back to the curve the sandbox was started with.
+    """
+
+    contacts: Annotated[int, msgspec.Meta(ge=0, le=MAX_CONTACTS)] = 1000
     seed: int = 1
     edge_cases: bool = True
 
@@ -66,7 +71,7 @@ async def _decode(request: Request, type_: Any) -> Any:
     return msgspec.json.decode(body or b"{}", type=type_)
 
 
-def control_routes(state: AfasState, injector: FaultInjector) -> list[Route]:
+def control_routes(state: AfasState, injector: FaultInjector, skip_cost: SkipCostSetting) -> list[Route]:
     """The routes; every handler holds the state lock."""
     default_columns = resolve_columns(default_definitions()["Spotler_Contacts"], state.catalogue)
 
@@ -86,6 +91,7 @@ def control_routes(state: AfasState, injector: FaultInjector) -> list[Route]:
             "address": contact.address,
             "created": contact.created,
             "modified": contact.modified,
+            "apiChanges": list(state.store.api_changes.get(contact.cd_id, [])),
         }
 
     def entity_view(entity: Entity) -> dict[str, Any]:
@@ -118,6 +124,7 @@ def control_routes(state: AfasState, injector: FaultInjector) -> list[Route]:
         body: ResetRequest = await _decode(request, ResetRequest)
         state.reset(contacts=body.contacts, seed=body.seed, edge_cases=body.edge_cases)
         injector.set_faults(Faults())
+        skip_cost.reset()
         injector.reset_stats()
         return _json(state.store.counts())
 
@@ -183,6 +190,11 @@ def control_routes(state: AfasState, injector: FaultInjector) -> list[Route]:
             injector.set_faults(await _decode(request, Faults))
         return _json(injector.faults)
 
+    async def deep_skip(request: Request) -> Response:
+        if request.method == "PUT":
+            skip_cost.current = await _decode(request, SkipCost)
+        return _json(skip_cost.current)
+
     async def requests(request: Request) -> Response:
         if request.method == "DELETE":
             injector.reset_stats()
@@ -192,7 +204,9 @@ def control_routes(state: AfasState, injector: FaultInjector) -> list[Route]:
     async def request_log(request: Request) -> Response:
         since = float(request.query_params.get("since") or 0)
         records = injector.log(since)
-        return _json([{"at": r.at, "method": r.method, "route": r.route, "status": r.status} for r in records])
+        return _json(
+            [{"at": r.at, "method": r.method, "route": r.route, "status": r.status, "skip": r.skip} for r in records]
+        )
 
     async def getconnector(request: Request) -> Response:
         name = request.path_params["name"]
@@ -239,6 +253,7 @@ def control_routes(state: AfasState, injector: FaultInjector) -> list[Route]:
         Route("/_sandbox/edit", locked(edit), methods=["POST"]),
         Route("/_sandbox/clock", locked(clock), methods=["GET", "POST"]),
         Route("/_sandbox/faults", locked(faults), methods=["GET", "PUT"]),
+        Route("/_sandbox/skip-cost", locked(deep_skip), methods=["GET", "PUT"]),
         Route("/_sandbox/requests", locked(requests), methods=["GET", "DELETE"]),
         Route("/_sandbox/requests/log", locked(request_log), methods=["GET"]),
         Route("/_sandbox/getconnector/{name}", locked(getconnector), methods=["GET", "PUT", "DELETE"]),

@@ -23,7 +23,7 @@ from connector.sandbox.afas.catalogue import DataType
 from connector.sandbox.afas.clock import parse_local
 from connector.sandbox.afas.errors import UNEXPECTED, AfasError
 
-__all__ = ["Predicate", "compile_filters", "parse_compact", "parse_json"]
+__all__ = ["Condition", "Predicate", "comparison_value", "compile_filters", "parse_compact", "parse_json"]
 
 Row = tuple[Any, ...]
 Predicate = Callable[[Row], bool]
@@ -131,16 +131,18 @@ def _compile(cond: Condition, columns: Columns) -> Predicate:
         if negated:
             return lambda row: row[index] is None or not match(show(row[index]))
         return lambda row: row[index] is not None and match(show(row[index]))
-    value = _typed_value(cond.value, data_type, cond.field)
-    if data_type == "string":
-        value = str(value).casefold()
-        key: Callable[[Any], Any] = str.casefold
-    else:
-        key = _identity
+    value = comparison_value(cond, data_type)
+    key: Callable[[Any], Any] = str.casefold if data_type == "string" else _identity
     compare = _COMPARE[op]
     if negated:
         return lambda row: row[index] is None or compare(key(row[index]), value)
     return lambda row: row[index] is not None and compare(key(row[index]), value)
+
+
+def comparison_value(cond: Condition, data_type: DataType) -> Any:
+    """What a comparison (1-5, 7) compares the column with: typed, text casefolded."""
+    value = _typed_value(cond.value, data_type, cond.field)
+    return str(value).casefold() if data_type == "string" else value
 
 
 def _identity(value: Any) -> Any:

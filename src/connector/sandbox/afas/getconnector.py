@@ -5,10 +5,18 @@ date incrementally (a write marks the contacts it affects), and the JSON of
 each row, encoded once with msgspec. The filtered and sorted order of a query
 is cached per (connector, definition, data version, filter, order), so every
 page of a walk through 100,000 rows is a slice plus a join, whatever the skip.
+A keyset page (``key > last`` on the sort key) reuses the order of its query
+without that condition and bisects it, so a keyset walk is as cheap.
+
+That is the sandbox's own cost. What a deep skip costs on AFAS is modelled on
+top (``skip_cost``, applied by the app before it takes the state lock): AFAS
+documents skip/take above about 100,000 rows as "generally no longer
+acceptable" and advises splitting the set with filters, i.e. ``key > last``.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
@@ -20,7 +28,13 @@ from connector.sandbox.afas.catalogue import Catalogue, DataType
 from connector.sandbox.afas.clock import format_afas
 from connector.sandbox.afas.definitions import ConnectorDef, resolve_columns, rows_builder
 from connector.sandbox.afas.errors import UNEXPECTED, AfasError
-from connector.sandbox.afas.filters import Condition, compile_filters, parse_compact, parse_json
+from connector.sandbox.afas.filters import (
+    Condition,
+    comparison_value,
+    compile_filters,
+    parse_compact,
+    parse_json,
+)
 from connector.sandbox.afas.model import Contact, Store
 
 __all__ = ["MAX_QUERY", "GetQuery", "QueryTooLong", "View", "parse_query"]
@@ -142,24 +156,64 @@ class View:
             self._json[cid] = found
         return found
 
-    def order_of(self, query: GetQuery) -> list[int]:
-        """Contact ids matching the query's filter, in its order (cached)."""
+    def window(self, query: GetQuery) -> tuple[list[int], int]:
+        """A cached order of contact ids, and where the query's rows start in it.
+
+        A keyset page (every group ending in ``key > value`` on the first sort
+        column) starts where that value falls in the order of the same query
+        without the condition: a bisect, so each page of a walk reuses one
+        order instead of filtering and sorting anew for every new ``value``.
+        """
         rows = self.rows()
-        key = (self.store.version, query.order, query.compact, query.filterjson)
+        sources = [
+            groups
+            for groups in (
+                parse_compact(*query.compact) if query.compact is not None else [],
+                parse_json(query.filterjson) if query.filterjson else [],
+            )
+            if groups
+        ]
+        split = self._keyset(query.order, sources[0]) if len(sources) == 1 else None
+        if split is None:
+            return self._order(query.order, sources), 0
+        base, index, text, value = split
+        ids = self._order(query.order, [base] if base else [])
+        start = bisect_right(ids, (1, value), key=lambda cid: _sort_key(rows[cid][index], text))
+        return ids, start
+
+    def _keyset(
+        self, order: tuple[str, ...], groups: list[list[Condition]]
+    ) -> tuple[list[list[Condition]], int, bool, Any] | None:
+        """(the groups without it, column, is text, value) when each group ends in ``first > value``."""
+        last = {group[-1] for group in groups if group}
+        if not order or order[0].startswith("-") or len(last) != 1 or not all(groups):
+            return None
+        cond = last.pop()
+        # A "%" turns any comparison into a LIKE (see filters): no order to bisect.
+        if cond.op != 4 or "%" in cond.value:
+            return None
+        try:
+            index, data_type = self._column(order[0].lstrip("+").strip())
+            if self._column(cond.field)[0] != index:
+                return None
+            value = comparison_value(cond, data_type)
+        except AfasError:
+            return None  # the plain evaluation reports it, as Profit would
+        rest = [group[:-1] for group in groups]
+        # (a AND k) OR (b AND k) is (a OR b) AND k; a group that was only k holds for every row.
+        return (rest if all(rest) else []), index, data_type == "string", value
+
+    def _order(self, order: tuple[str, ...], sources: list[list[list[Condition]]]) -> list[int]:
+        """Contact ids matching every source (an OR of AND-groups), in ``order`` (cached)."""
+        rows = self.rows()
+        key = (self.store.version, order, tuple(tuple(tuple(g) for g in groups) for groups in sources))
         cached = self._orders.get(key)
         if cached is not None:
             self._orders.move_to_end(key)
             return cached
-        groups: list[list[Condition]] = []
-        if query.compact is not None:
-            groups = parse_compact(*query.compact)
-        predicates = []
-        if groups:
-            predicates.append(compile_filters(groups, self.index))
-        if query.filterjson:
-            predicates.append(compile_filters(parse_json(query.filterjson), self.index))
+        predicates = [compile_filters(groups, self.index) for groups in sources]
         ids = [cid for cid, row in rows.items() if all(p(row) for p in predicates)]
-        for field in reversed(query.order):
+        for field in reversed(order):
             descending = field.startswith("-")
             name = field.lstrip("-+").strip()
             index, data_type = self._column(name)
@@ -178,10 +232,11 @@ class View:
 
     def page(self, query: GetQuery) -> bytes:
         """The response body: ``{"skip":…,"take":…,"rows":[…]}`` with skip and take echoed."""
-        ids = self.order_of(query)
+        ids, start = self.window(query)
         everything = query.skip == -1 or query.take == -1
         # Profit answers take=0 with one row (reference §3.1).
-        chosen = ids if everything else ids[query.skip : query.skip + max(query.take, 1)]
+        first = start + max(query.skip, 0)
+        chosen = ids[start:] if everything else ids[first : first + max(query.take, 1)]
         rows = self._rows
         parts = [self._encode(cid, rows[cid]) for cid in chosen]
         head = b'{"skip":%d,"take":%d,"rows":[' % (query.skip, query.take)

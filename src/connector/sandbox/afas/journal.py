@@ -18,6 +18,7 @@ class Journal:
         self._saved: dict[int, tuple[Entity, tuple[Any, ...]]] = {}
         self._created: list[Entity] = []
         self._written: dict[int, Entity] = {}
+        self.written_rows: list[int] = []  # after commit: the contacts whose rows a written entity shows
 
     def before(self, entity: Entity) -> None:
         """Call before changing an existing entity."""
@@ -52,6 +53,7 @@ class Journal:
         for entity in self._written.values():
             entity.modified = now
             ids.update(self.store.affected(entity))
+        self.written_rows = sorted(ids)
         for entity, _ in self._saved.values():
             ids.update(self.store.affected(entity))
         self.store.touch(ids)

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["BasicContact", "Contact", "Entity", "Organisation", "Person", "Store", "SubObject"]
+__all__ = ["API_CHANGES_KEPT", "BasicContact", "Contact", "Entity", "Organisation", "Person", "Store", "SubObject"]
 
 
 class SubObject(msgspec.Struct):
@@ -63,6 +63,9 @@ class Contact(msgspec.Struct, kw_only=True):
 Entity = Organisation | Person | Contact
 
 
+API_CHANGES_KEPT = 16
+
+
 class Store:
     """All entities, the indexes between them, and change notification for views."""
 
@@ -77,6 +80,13 @@ class Store:
         self._next_number = 100000
         self._next_cd_id = 1
         self._listeners: list[Callable[[Iterable[int]], None]] = []
+        # Per contact, the wall-clock epoch ms of the latest UpdateConnector calls that wrote its row
+        # (newest last, at most API_CHANGES_KEPT): lets a test tell an edit a write overwrote from one it raced.
+        self.api_changes: dict[int, list[int]] = {}
+
+    def note_api_change(self, contact_ids: Iterable[int], at_ms: int) -> None:
+        for cid in contact_ids:
+            self.api_changes[cid] = [*self.api_changes.get(cid, [])[1 - API_CHANGES_KEPT:], at_ms]
 
     def subscribe(self, listener: Callable[[Iterable[int]], None]) -> None:
         self._listeners.append(listener)

@@ -19,6 +19,7 @@ merely references its entity and leaves the date alone.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -123,6 +124,7 @@ def apply_update(
         journal.rollback()
         raise
     journal.commit(now)
+    store.note_api_change(journal.written_rows, int(time.time() * 1000))
     if connector == "KnContact":
         return 201, b""
     payload = results[0] if len(results) == 1 else results

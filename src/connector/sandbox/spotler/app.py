@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Router
 
 from connector.sandbox.faults import FaultInjector, Receive, Scope, Send
+from connector.sandbox.guard import SandboxGuard
 from connector.sandbox.spotler.api import ContactApi, error_response
 from connector.sandbox.spotler.control import ControlApi
 from connector.sandbox.spotler.state import SandboxSettings, SpotlerState
@@ -96,8 +97,12 @@ def create_app(
     credentials: Mapping[str, str] | None = None,
     catalogue: Iterable[Property] | None = None,
     settings: SandboxSettings | None = None,
+    control_token: str | None = None,
 ) -> SpotlerApp:
-    """A fresh sandbox accepting ``key``/``secret`` (plus any further ``credentials``)."""
+    """A fresh sandbox accepting ``key``/``secret`` (plus any further ``credentials``).
+
+    With ``control_token`` the control API requires it as a bearer token.
+    """
     keys = {key: secret, **(credentials or {})}
     state = SpotlerState(keys, catalogue=catalogue, settings=settings)
     api_routes = ContactApi(state).routes()
@@ -108,6 +113,7 @@ def create_app(
         Mount("/_sandbox", app=Router(routes=ControlApi(state).routes(), redirect_slashes=False))
     )
     starlette = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
-    injector = FaultInjector(starlette, error_body=error_body, route_of=route_of)
+    guarded = SandboxGuard(starlette, error_body=error_body, control_token=control_token)
+    injector = FaultInjector(guarded, error_body=error_body, route_of=route_of)
     state.faults = injector
     return SpotlerApp(state, injector)

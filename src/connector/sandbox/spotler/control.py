@@ -1,4 +1,4 @@
-"""The unauthenticated control API under ``/_sandbox/``: seed, inspect, inject, configure.
+"""The control API under ``/_sandbox/``: seed, inspect, inject, configure (``guard`` bounds it).
 
 Injected events (edit, unsubscribe, bounce) always give the contact a new
 ``lastChanged``, so they show up in ``contact/updates/list`` like a
@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from connector.sandbox.faults import FaultInjector, Faults
+from connector.sandbox.guard import MAX_CONTACTS
 from connector.sandbox.spotler.api import error_response, json_response
 from connector.sandbox.spotler.feeds import AMSTERDAM
 from connector.sandbox.spotler.state import SandboxSettings, SpotlerState
@@ -123,6 +124,8 @@ class ControlApi:
     async def seed(self, request: Request) -> Response:
         """Add contacts without signing or the bulk limit; ``update`` defaults to true."""
         body = _decode(await request.body(), AddContactsRequest)
+        if len(body.contacts or []) > MAX_CONTACTS:
+            raise ApiError(400, "INVALID_PARAMS", f"at most {MAX_CONTACTS:,} contacts per call")
         update = True if body.update is None else body.update
         results = self.state.store.insert_many(
             body.contacts or [], update=update, purge=bool(body.purge)

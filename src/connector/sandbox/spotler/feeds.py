@@ -7,7 +7,9 @@ The window is inclusive at both ends: ``fromDate <= lastChanged <= toDate``
 misses a change; it deduplicates on ``(externalId, lastChanged)``.
 Paging is by offset: ``after`` (default 0) and ``pageSize`` (default 1000,
 1..10000). A page's ``paging.after`` is the offset of the next page and
-``paging.next`` its URL, absent after the last page.
+``paging.next`` its URL, absent after the last page. Items come in
+(stamp, externalId) order; the ``feeds_by_id`` setting orders them by
+externalId instead, since Spotler does not document its order.
 """
 
 from __future__ import annotations

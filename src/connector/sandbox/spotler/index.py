@@ -4,17 +4,31 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["BounceKey", "BounceLog", "ChangeIndex", "window"]
+__all__ = ["BounceKey", "BounceLog", "ChangeIndex", "page_of", "window"]
 
 # (date ms, externalId, sequence number, type, encryptedActId)
 BounceKey = tuple[int, str, int, str, str | None]
+K = TypeVar("K", bound=tuple[Any, ...])
 
 
 def window(keys: Sequence[tuple[Any, ...]], lo_ms: int, hi_ms: int) -> tuple[int, int]:
     """Start and end positions of the keys whose first element is in [lo_ms, hi_ms]."""
     return bisect_left(keys, (lo_ms,)), bisect_left(keys, (hi_ms + 1,))
+
+
+def page_of(
+    keys: Sequence[K], start: int, end: int, after: int, size: int, *, by_id: bool
+) -> Sequence[K]:
+    """Positions ``after`` … ``after + size`` of the keys ``start:end``, in feed order.
+
+    The feed is in stamp order unless ``by_id`` (externalId first): Spotler does
+    not document its order, and a client must not depend on it.
+    """
+    if by_id:
+        return sorted(keys[start:end], key=lambda k: (k[1], k[0]))[after : after + size]
+    return keys[start + after : min(end, start + after + size)]
 
 
 class ChangeIndex:

@@ -26,6 +26,9 @@ class ContactRecord(msgspec.Struct):
     active: bool = True
     soft_bounces: int = 0
     api_writes: int = 0  # accepted API writes, changed or not: lets tests count double writes
+    # lastChanged of the latest API writes that changed something (newest last, at most
+    # API_CHANGES_KEPT): lets a test tell an edit a write overwrote from one it raced.
+    api_changes: list[int] = msgspec.field(default_factory=list)
 
 
 class ContactView(Contact):
@@ -34,6 +37,7 @@ class ContactView(Contact):
     active: bool
     softBounces: int
     apiWrites: int = 0
+    apiChanges: list[int] = msgspec.field(default_factory=list)
 
 
 def encrypted_id(external_id: str, created: int) -> str:
@@ -77,7 +81,8 @@ def view(record: ContactRecord, catalogue: Catalogue) -> ContactView:
     contact = render(record, catalogue)
     fields = {f: getattr(contact, f) for f in contact.__struct_fields__}
     return ContactView(
-        **fields, active=record.active, softBounces=record.soft_bounces, apiWrites=record.api_writes
+        **fields, active=record.active, softBounces=record.soft_bounces, apiWrites=record.api_writes,
+        apiChanges=list(record.api_changes),
     )
 
 

@@ -28,6 +28,8 @@ class SandboxSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # Deduplication on e-mail (an account's default rule): a new externalId with an
     # e-mail address another contact already has is refused with CONTACT_ALREADY_EXISTS.
     dedupe_on_email: bool = False
+    # The feeds in externalId order instead of stamp order (the real order is not documented).
+    feeds_by_id: bool = False
 
 
 class SpotlerState:
@@ -53,6 +55,7 @@ class SpotlerState:
         self.verifier.check_nonce = settings.check_nonce
         self.verifier.failure_status = settings.auth_failure_status
         self.store.dedupe_on_email = settings.dedupe_on_email
+        self.store.feeds_by_id = settings.feeds_by_id
 
     def __repr__(self) -> str:
         return f"SpotlerState(contacts={len(self.store)}, keys={len(self.verifier.credentials)})"

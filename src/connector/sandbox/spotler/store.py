@@ -23,7 +23,7 @@ from connector.sandbox.spotler.catalogue import (
     default_catalogue,
 )
 from connector.sandbox.spotler.clock import SandboxClock
-from connector.sandbox.spotler.index import BounceLog, ChangeIndex, window
+from connector.sandbox.spotler.index import BounceLog, ChangeIndex, page_of, window
 from connector.sandbox.spotler.records import (
     ContactRecord,
     ContactView,
@@ -41,7 +41,9 @@ from connector.sandbox.spotler.wire import (
     Property,
 )
 
-__all__ = ["Store", "not_found"]
+__all__ = ["API_CHANGES_KEPT", "Store", "not_found"]
+
+API_CHANGES_KEPT = 16
 
 
 def not_found() -> ApiError:
@@ -60,6 +62,7 @@ class Store:
 
     def __init__(self, clock: SandboxClock, catalogue: Iterable[Property] | None = None) -> None:
         self.dedupe_on_email = False
+        self.feeds_by_id = False
         self.clock = clock
         self.catalogue = Catalogue(default_catalogue() if catalogue is None else catalogue)
         self._lock = threading.RLock()
@@ -124,8 +127,7 @@ class Store:
             record = self._contacts.get(external_id)
             if record is None:
                 raise not_found()
-            self._write(record, contact.properties or {}, contact.testGroup, purge=purge)
-            record.api_writes += 1
+            self._api_write(record, contact, purge=purge)
 
     def anonymize(self, external_id: str) -> None:
         """Clear every personal (non-``set``) property; the record stays."""
@@ -195,21 +197,21 @@ class Store:
             return [view(r, self.catalogue) for r in self._contacts.values()]
 
     def changed(self, lo_ms: int, hi_ms: int, after: int, size: int) -> tuple[list[Contact], int]:
-        """Contacts with ``lo_ms <= lastChanged <= hi_ms`` in (lastChanged, externalId) order."""
+        """Contacts with ``lo_ms <= lastChanged <= hi_ms``, by (lastChanged, externalId) or by id."""
         with self._lock:
             keys = self._changes.ordered(self._is_current)
             start, end = window(keys, lo_ms, hi_ms)
-            page = keys[start + after : min(end, start + after + size)]
+            page = page_of(keys, start, end, after, size, by_id=self.feeds_by_id)
             return [self._show(self._contacts[k[1]]) for k in page], max(end - start, 0)
 
     def bounced(
         self, lo_ms: int, hi_ms: int, after: int, size: int
     ) -> tuple[list[ContactBounce], int]:
-        """Bounces with ``lo_ms <= date <= hi_ms`` in (date, externalId) order."""
+        """Bounces with ``lo_ms <= date <= hi_ms``, by (date, externalId) or by id."""
         with self._lock:
             keys = self._bounces.keys
             start, end = window(keys, lo_ms, hi_ms)
-            page = keys[start + after : min(end, start + after + size)]
+            page = page_of(keys, start, end, after, size, by_id=self.feeds_by_id)
             out = [
                 ContactBounce(date, kind, self._show(self._contacts[eid]), act_id)
                 for date, eid, _, kind, act_id in page
@@ -248,8 +250,7 @@ class Store:
         if record is not None:
             if not update:
                 raise ApiError(400, "CONTACT_ALREADY_EXISTS", "Contact already exists")
-            self._write(record, contact.properties or {}, contact.testGroup, purge=purge)
-            record.api_writes += 1
+            self._api_write(record, contact, purge=purge)
             return False
         parsed = self.catalogue.parse(contact.properties or {})
         email = parsed.get("email")
@@ -275,6 +276,11 @@ class Store:
             isinstance(r.values.get("email"), str) and str(r.values["email"]).lower() == email
             for r in self._contacts.values()
         )
+
+    def _api_write(self, record: ContactRecord, contact: ContactIn, *, purge: bool) -> None:
+        if self._write(record, contact.properties or {}, contact.testGroup, purge=purge):
+            record.api_changes = [*record.api_changes[1 - API_CHANGES_KEPT:], record.last_changed]
+        record.api_writes += 1
 
     def _write(
         self, record: ContactRecord, properties: Mapping[str, Any], test_group: bool | None,

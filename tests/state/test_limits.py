@@ -13,7 +13,7 @@ import redis
 
 from connector.errors import ConfigError, RateLimited
 from connector.settings import Settings
-from connector.workers.limits import ConcurrencyCap, RateLimiter, afas_cap, spotler_rate
+from connector.state.limits import SPOTLER_HEADROOM, ConcurrencyCap, RateLimiter, afas_cap, spotler_rate
 
 # Bounds below only ever loosen on a slow machine: elapsed time is added, never required.
 SLACK_S = 0.002
@@ -91,7 +91,7 @@ _HOLDER = textwrap.dedent(
     """
     import sys, time
     import redis
-    from connector.workers.limits import ConcurrencyCap
+    from connector.state.limits import ConcurrencyCap
 
     url, limit, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     client = redis.Redis.from_url(url)
@@ -129,7 +129,31 @@ def test_the_cap_holds_across_os_processes(redis_url: str, redis_client: redis.R
 def test_factories_follow_the_settings(redis_client: redis.Redis) -> None:
     rate = spotler_rate(redis_client, Settings(spotler_rate_per_s=2.5))
     assert rate.rate_per_s == 2.5
+    assert rate.spacing_s == pytest.approx((1 + SPOTLER_HEADROOM) / 2.5)
     cap = afas_cap(redis_client, Settings(afas_max_parallel=6, http_timeout_s=30))
     assert (cap.limit, cap.lease_ms) == (6, 90_000)
     with pytest.raises(ConfigError, match="at most 8"):
         afas_cap(redis_client, Settings(afas_max_parallel=9))
+
+
+@pytest.mark.parametrize("rate_per_s", [5.0, 20.0, 100.0])
+def test_spotler_slots_never_put_one_call_too_many_in_a_one_second_window(
+    redis_client: redis.Redis, rate_per_s: float
+) -> None:
+    """Booked back to back, ``rate`` consecutive Spotler slots span more than a second plus 15 ms of jitter.
+
+    A server counting calls per one-second window opened by a call refuses the next one
+    that lands inside it; without headroom the span is exactly 1 s and any jitter does it.
+    """
+    redis_client.delete("connector:limits:rate:spotler")
+    limiter = spotler_rate(redis_client, Settings(spotler_rate_per_s=rate_per_s))
+    limiter.max_wait_s = 1000
+    n = int(rate_per_s)
+    seconds, micros = redis_client.time()
+    before_us = seconds * 1_000_000 + micros
+    for _ in range(n):
+        limiter.reserve()
+    booked_until = int(redis_client.get("connector:limits:rate:spotler") or 0)
+    # n slots booked from a first one no sooner than ``before_us``: the (n+1)th is free that much later.
+    assert booked_until - before_us >= 1_015_000
+    assert RateLimiter(redis_client, "plain", rate_per_s).spacing_s * n == pytest.approx(1.0, abs=1e-5)

@@ -1,0 +1,34 @@
+"""The AFAS producer reads Spotler's recent feed in the largest pages: few requests for a crowded window."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import redis
+from tests.producers.conftest import Clock, Outbox, Sandboxes, afas_producer
+
+T0 = datetime(2024, 6, 3, 10, 0, tzinfo=UTC)
+FEED = "GET /contact/updates/list"
+
+
+def test_a_window_of_thousands_of_spotler_changes_is_read_in_one_request(
+    sandboxes: Sandboxes, redis_client: redis.Redis
+) -> None:
+    afas = sandboxes.afas(20, 1, T0 - timedelta(hours=3))
+    afas.set_clock(T0)
+    spotler = sandboxes.spotler(T0)
+    # 3,000 contacts changed in the same second, within the window the producer looks at
+    # (what a first sync's own writes look like): three pages of 1,000, one of 10,000.
+    for start in range(0, 3000, 1000):
+        spotler.seed(*({"externalId": str(90_000 + n), "properties": {"email": f"f{n}@example.nl"}}
+                       for n in range(start, start + 1000)))
+    spotler.call("DELETE", "/requests")
+    afas_client, spotler_client = afas.client(), spotler.client()
+    sandboxes.close_later(afas_client)
+    sandboxes.close_later(spotler_client)
+    producer = afas_producer(afas_client, redis_client, Outbox(), Clock(T0), spotler=spotler_client)
+
+    producer.poll_once()
+
+    assert producer.spotler_seen == 3000  # every item of the window was read ...
+    assert spotler.call("GET", "/requests")["routes"] == {FEED: 1}  # ... in one request
