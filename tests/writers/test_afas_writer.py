@@ -393,3 +393,156 @@ def test_a_waited_conflict_win_is_written_when_afas_still_holds_the_value_it_bea
     again = write_change(blind, client=sandbox.client, mapping=MAPPING, ordering=ordering,
                          redis_client=redis_client, recent=row)
     assert again.superseded == ["lastName"]
+
+
+class Killed(BaseException):
+    """The worker's process dying right after a call returned (``kill -9``: nothing after it runs)."""
+
+
+class DiesAfterPut:
+    """The real client, whose process dies once its PUT has reached AFAS."""
+
+    def __init__(self, client: AfasClient) -> None:
+        self.client = client
+
+    def update(self, connector: str, fields: dict[str, Any]) -> Any:
+        self.client.update(connector, fields)
+        raise Killed
+
+
+def _row_reader(sandbox: Sandbox) -> Callable[[str], dict[str, Any] | None]:
+    def row(contact_id: str) -> dict[str, Any] | None:
+        return sandbox.client.rows_by_ids("Spotler_Contacts", key="ContactId", ids=[contact_id]).get(contact_id)
+
+    return row
+
+
+def _opted_out(sandbox: Sandbox, write: Write, redis_client: redis.Redis) -> tuple[dict[str, Any], int]:
+    """A contact the link opted out (AFAS and the agreed state say no), and the field's agreed stamp."""
+    contact = sandbox.contacts()[2]
+    write(change_for(contact, {"permissions.1": False}))
+    state = AgreedStore(redis_client).state(str(contact["ContactId"]))
+    assert state is not None
+    assert state.values["permissions.1"] is False
+    return contact, state.stamp("permissions.1")
+
+
+def test_an_afas_opt_out_after_an_unconfirmed_opt_in_stands_and_goes_to_spotler(
+    sandbox: Sandbox, write: Write, redis_client: redis.Redis
+) -> None:
+    """The opt-in reached AFAS, its worker died before the commit; an AFAS user then opted the contact
+    out, which puts back exactly the value the agreed state holds. The redelivered opt-in must not undo
+    that opt-out: it stands in AFAS and is owed to Spotler."""
+    contact, base = _opted_out(sandbox, write, redis_client)
+    cid = str(contact["ContactId"])
+    opt_in = change_for(contact, {"permissions.1": True}, stamp=base + 10, base=base)
+    ordering, row = Ordering(redis_client), _row_reader(sandbox)
+    dying = DiesAfterPut(sandbox.client)
+    with pytest.raises(Killed):
+        write_change(opt_in, client=dying, mapping=MAPPING, ordering=ordering,  # type: ignore[arg-type]
+                     redis_client=redis_client, recent=row)
+    assert sandbox.contact(cid)["Newsletter"] is True  # it landed; the agreed state still says no
+    redis_client.delete(keys.lease(cid))  # the dead worker's lease runs out
+    sandbox.http.post("/_sandbox/clock", json={"offset_s": 30}).raise_for_status()
+    sandbox.http.post("/_sandbox/edit", json={"entity": "contact", "id": cid,
+                                              "fields": {NEWSLETTER: False}}).raise_for_status()
+
+    outcome = write_change(opt_in, client=sandbox.client, mapping=MAPPING, ordering=ordering,
+                           redis_client=redis_client, recent=row)
+
+    assert sandbox.contact(cid)["Newsletter"] is False
+    assert outcome.superseded == ["permissions.1"]
+    assert outcome.written == []
+    assert [(o.name, o.value) for o in outcome.owed] == [("permissions.1", False)]
+    assert redis_client.exists(keys.doubt("afas", cid)) == 0
+
+
+def test_without_the_doubt_mark_the_redelivered_opt_in_undoes_the_afas_opt_out(
+    sandbox: Sandbox, write: Write, redis_client: redis.Redis
+) -> None:
+    """The same sequence with the mark gone (as before marks): the opt-in goes in over the opt-out."""
+    contact, base = _opted_out(sandbox, write, redis_client)
+    cid = str(contact["ContactId"])
+    opt_in = change_for(contact, {"permissions.1": True}, stamp=base + 10, base=base)
+    ordering, row = Ordering(redis_client), _row_reader(sandbox)
+    with pytest.raises(Killed):
+        write_change(opt_in, client=DiesAfterPut(sandbox.client), mapping=MAPPING,  # type: ignore[arg-type]
+                     ordering=ordering, redis_client=redis_client, recent=row)
+    redis_client.delete(keys.lease(cid), keys.doubt("afas", cid))
+    sandbox.http.post("/_sandbox/clock", json={"offset_s": 30}).raise_for_status()
+    sandbox.http.post("/_sandbox/edit", json={"entity": "contact", "id": cid,
+                                              "fields": {NEWSLETTER: False}}).raise_for_status()
+    outcome = write_change(opt_in, client=sandbox.client, mapping=MAPPING, ordering=ordering,
+                           redis_client=redis_client, recent=row)
+    assert outcome.written == ["KnContact"]
+    assert sandbox.contact(cid)["Newsletter"] is True
+
+
+def test_a_redelivered_opt_in_that_nobody_undid_is_written_and_clears_its_mark(
+    sandbox: Sandbox, write: Write, redis_client: redis.Redis
+) -> None:
+    contact, base = _opted_out(sandbox, write, redis_client)
+    cid = str(contact["ContactId"])
+    opt_in = change_for(contact, {"permissions.1": True}, stamp=base + 10, base=base)
+    ordering, row = Ordering(redis_client), _row_reader(sandbox)
+    with pytest.raises(Killed):
+        write_change(opt_in, client=DiesAfterPut(sandbox.client), mapping=MAPPING,  # type: ignore[arg-type]
+                     ordering=ordering, redis_client=redis_client, recent=row)
+    assert redis_client.hkeys(keys.doubt("afas", cid)) == [b"permissions.1"]
+    redis_client.delete(keys.lease(cid))
+    sandbox.http.post("/_sandbox/clock", json={"offset_s": 30}).raise_for_status()
+    sandbox.http.post("/_sandbox/edit", json={"entity": "person", "id": contact["PersonNo"],
+                                              "fields": {"FiNm": "Elders"}}).raise_for_status()
+    outcome = write_change(opt_in, client=sandbox.client, mapping=MAPPING, ordering=ordering,
+                           redis_client=redis_client, recent=row)
+    assert outcome.written == ["KnContact"]
+    assert outcome.owed == []
+    assert sandbox.contact(cid)["Newsletter"] is True
+    assert redis_client.exists(keys.doubt("afas", cid)) == 0
+    state = AgreedStore(redis_client).state(cid)
+    assert state is not None
+    assert state.values["permissions.1"] is True
+
+
+def test_an_opt_in_put_that_afas_refused_leaves_no_doubt_one_without_an_answer_does(
+    sandbox: Sandbox, write: Write, redis_client: redis.Redis
+) -> None:
+    """AFAS answered with an error: the write did not happen. A 504 is no answer (and no row reader here)."""
+    contact, base = _opted_out(sandbox, write, redis_client)
+    cid = str(contact["ContactId"])
+    optin = change_for(contact, {"permissions.1": True}, stamp=base + 10, base=base)
+    marks = {}
+    for status in (500, 504):
+        sandbox.faults(error_rate=1.0, error_status=status)
+        with pytest.raises(RetriableError):
+            write_change(optin, client=sandbox.client, mapping=MAPPING, ordering=Ordering(redis_client),
+                         redis_client=redis_client)
+        marks[status] = redis_client.hkeys(keys.doubt("afas", cid))
+    sandbox.faults()
+    assert marks == {500: [], 504: [b"permissions.1"]}
+
+
+def test_a_stale_mark_does_not_hold_back_a_later_opt_in(
+    sandbox: Sandbox, write: Write, redis_client: redis.Redis
+) -> None:
+    """A mark whose field was committed since (another change won) is history, not a doubt."""
+    contact, base = _opted_out(sandbox, write, redis_client)
+    cid = str(contact["ContactId"])
+    ordering, row = Ordering(redis_client), _row_reader(sandbox)
+    with pytest.raises(Killed):
+        write_change(change_for(contact, {"permissions.1": True}, stamp=base + 10, base=base),
+                     client=DiesAfterPut(sandbox.client), mapping=MAPPING,  # type: ignore[arg-type]
+                     ordering=ordering, redis_client=redis_client, recent=row)
+    redis_client.delete(keys.lease(cid))
+    # A newer AFAS opt-out was agreed on since (its commit moved the field's stamp).
+    sandbox.http.post("/_sandbox/edit", json={"entity": "contact", "id": cid,
+                                              "fields": {NEWSLETTER: False}}).raise_for_status()
+    ordering.settle([ContactWrite(contact_id=cid, fields=[FieldWrite("permissions.1", False, base + 20, base)])])
+    sandbox.http.post("/_sandbox/clock", json={"offset_s": 30}).raise_for_status()
+    state = AgreedStore(redis_client).state(cid)
+    assert state is not None
+    later = change_for(contact, {"permissions.1": True}, stamp=base + 30, base=state.stamp("permissions.1"))
+    outcome = write_change(later, client=sandbox.client, mapping=MAPPING, ordering=ordering,
+                           redis_client=redis_client, recent=row)
+    assert outcome.written == ["KnContact"]
+    assert sandbox.contact(cid)["Newsletter"] is True

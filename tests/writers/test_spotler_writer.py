@@ -13,13 +13,16 @@ import pytest
 import redis
 
 from connector.clients.spotler import SpotlerClient
+from connector.errors import RetriableError
 from connector.sandbox.server import BackgroundServer
 from connector.sandbox.spotler.app import DEFAULT_KEY, DEFAULT_SECRET, create_app
 from connector.schemas.events import ContactChange, Value
 from connector.schemas.mapping import load_mapping
+from connector.state import keys
 from connector.state.agreed import AgreedStore
+from connector.state.doubt import DOUBT_MARGIN_MS
 from connector.state.ordering import Ordering
-from connector.writers.spotler import BatchOutcome, recent_changes, write_batch
+from connector.writers.spotler import BatchOutcome, current_contact, recent_changes, write_batch
 
 MAPPING = load_mapping(None)
 START = 1_700_000_000_000
@@ -166,3 +169,106 @@ def test_a_late_conflict_win_is_written_when_spotler_still_holds_the_value_it_be
     outcome = write(spotler, redis_client, [won], recent=recent)
     assert (len(outcome.written), outcome.superseded_fields) == (1, 0)
     assert spotler.contact("13")["properties"]["lastName"] == "Afas"
+
+
+class Killed(BaseException):
+    """The worker's process dying right after a call returned (``kill -9``: nothing after it runs)."""
+
+
+class DiesAfterUpsert:
+    """The real client, whose process dies once its upsert has reached Spotler."""
+
+    def __init__(self, client: SpotlerClient) -> None:
+        self.client = client
+
+    def upsert_many(self, contacts: Any) -> Any:
+        self.client.upsert_many(contacts)
+        raise Killed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def _checked(spotler: Spotler) -> dict[str, Any]:
+    """What the worker passes for a batch it checks first: the feed and the direct read."""
+    return {"recent": recent_changes(spotler.client, MAPPING, lambda: datetime.now(UTC) - timedelta(minutes=1)),
+            "current": current_contact(spotler.client, MAPPING)}
+
+
+def _bit(spotler: Spotler, cid: str, bit: int) -> bool:
+    return {p["bit"]: p["enabled"] for p in spotler.contact(cid)["properties"]["permissions"]}[bit] is True
+
+
+def _opt_in_that_died(spotler: Spotler, redis_client: redis.Redis, cid: str) -> ContactChange:
+    """An AFAS opt-in whose upsert reached Spotler; its worker died before the commit, the lease ran out."""
+    write(spotler, redis_client, [change(cid, {"email": f"d{cid}@example.org", "permissions.2": False},
+                                         START, 0, new=True)])
+    state = AgreedStore(redis_client).state(cid)
+    assert state is not None
+    optin = change(cid, {"permissions.2": True}, int(time.time() * 1000), state.stamp("permissions.2"))
+    with pytest.raises(Killed):
+        write_batch([optin], client=DiesAfterUpsert(spotler.client), ordering=Ordering(redis_client),  # type: ignore[arg-type]
+                    **_checked(spotler))
+    assert _bit(spotler, cid, 2)  # it landed; the agreed state still says no
+    assert redis_client.hkeys(keys.doubt("spotler", cid)) == [b"permissions.2"]
+    redis_client.delete(keys.lease(cid))
+    time.sleep(DOUBT_MARGIN_MS / 1000 + 0.2)
+    return optin
+
+
+def test_an_unsubscribe_after_an_unconfirmed_opt_in_stands_and_goes_to_afas(
+    spotler: Spotler, redis_client: redis.Redis
+) -> None:
+    """The recipient unsubscribed after our opt-in landed uncommitted: Spotler shows the agreed value again.
+    The redelivered opt-in must not undo the unsubscribe: it stands, and is owed to AFAS."""
+    optin = _opt_in_that_died(spotler, redis_client, "31")
+    spotler.control.post("/unsubscribe", json={"externalId": "31", "bit": 2}).raise_for_status()
+
+    outcome = write(spotler, redis_client, [optin], **_checked(spotler))
+
+    assert not _bit(spotler, "31", 2)
+    assert (outcome.written, outcome.requests) == ([], 0)
+    assert [[(o.name, o.value) for o in owed] for _, owed in outcome.owed] == [[("permissions.2", False)]]
+    assert redis_client.exists(keys.doubt("spotler", "31")) == 0
+
+
+def test_without_the_doubt_mark_the_redelivered_opt_in_undoes_the_unsubscribe(
+    spotler: Spotler, redis_client: redis.Redis
+) -> None:
+    optin = _opt_in_that_died(spotler, redis_client, "32")
+    redis_client.delete(keys.doubt("spotler", "32"))
+    spotler.control.post("/unsubscribe", json={"externalId": "32", "bit": 2}).raise_for_status()
+    outcome = write(spotler, redis_client, [optin], **_checked(spotler))
+    assert len(outcome.written) == 1
+    assert _bit(spotler, "32", 2)
+
+
+def test_a_redelivered_opt_in_nobody_undid_is_written_and_its_mark_cleared(
+    spotler: Spotler, redis_client: redis.Redis
+) -> None:
+    optin = _opt_in_that_died(spotler, redis_client, "33")
+    spotler.control.post("/edit", json={"externalId": "33", "properties": {"firstName": "Anders"}}).raise_for_status()
+    outcome = write(spotler, redis_client, [optin], **_checked(spotler))
+    assert (len(outcome.written), outcome.owed) == (1, [])
+    assert _bit(spotler, "33", 2)
+    assert redis_client.exists(keys.doubt("spotler", "33")) == 0
+    assert (AgreedStore(redis_client).get("33") or {}).get("permissions.2") is True
+
+
+def test_an_upsert_spotler_refused_leaves_no_doubt_one_without_an_answer_does(
+    spotler: Spotler, redis_client: redis.Redis
+) -> None:
+    """A 500 is Spotler's answer (nothing written); a 504 from the gateway is no answer: the mark stays."""
+    write(spotler, redis_client, [change("34", {"email": "e34@example.org", "permissions.2": False},
+                                         START, 0, new=True)])
+    state = AgreedStore(redis_client).state("34")
+    assert state is not None
+    optin = change("34", {"permissions.2": True}, int(time.time() * 1000), state.stamp("permissions.2"))
+    marks = {}
+    for status in (500, 504):
+        spotler.control.put("/faults", json={"error_rate": 1.0, "error_status": status}).raise_for_status()
+        with pytest.raises(RetriableError):
+            write(spotler, redis_client, [optin], current=current_contact(spotler.client, MAPPING))
+        marks[status] = redis_client.hkeys(keys.doubt("spotler", "34"))
+    spotler.control.put("/faults", json={}).raise_for_status()
+    assert marks == {500: [], 504: [b"permissions.2"]}

@@ -47,6 +47,7 @@ from connector.state import keys
 from connector.state.agreed import AgreedStore
 from connector.state.conflicts import ConflictStore
 from connector.state.departed import Departed
+from connector.state.doubt import WritesInDoubt
 from connector.state.rejections import RejectionStore
 from connector.state.tombstones import Tombstones
 from connector.workers.dead_letters import DeadLetterStore
@@ -79,6 +80,7 @@ def erase(
         return report
     Tombstones(client).add(ids, now)
     report.agreed_state = AgreedStore(client).erase(ids)
+    WritesInDoubt.erase(client, ids)
     report.rejections = RejectionStore(client).forget(ids)
     report.conflicts = ConflictStore(client).forget(ids)
     report.dead_letters = (dead_letters or DeadLetterStore(client)).forget(ids)

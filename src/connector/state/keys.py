@@ -58,6 +58,11 @@ def lease(contact_id: str) -> str:
     return f"{PREFIX}:lease:{contact_id}"
 
 
+def doubt(into: str, contact_id: str) -> str:
+    """Opt-ins sent into ``into`` ("spotler"/"afas") not committed yet (``connector.state.doubt``)."""
+    return f"{PREFIX}:doubt:{into}:{contact_id}"
+
+
 def run_outcome(run_id: str) -> str:
     """What the workers made of one poll's messages: written, superseded (a hash)."""
     return f"{PREFIX}:run:{run_id}:outcome"

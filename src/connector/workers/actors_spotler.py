@@ -22,7 +22,7 @@ from connector.state.keys import COUNTERS, run_outcome
 from connector.state.limits import RateLimiter, spotler_rate
 from connector.state.ordering import Ordering
 from connector.workers.actor import connector_actor, dead_letter_item, send
-from connector.writers.spotler import BatchOutcome, Recent, recent_changes, write_batch
+from connector.writers.spotler import BatchOutcome, Recent, current_contact, recent_changes, write_batch
 
 __all__ = ["MAX_ITEM_ATTEMPTS", "needs_feed_check", "upsert_batch"]
 
@@ -105,13 +105,15 @@ def _entity(batch: SpotlerBatch) -> str:
 def upsert_batch(batch: SpotlerBatch) -> None:
     """Upsert up to 100 contacts; reject, retry or skip each one on its own result."""
     deps = _deps()
+    check = needs_feed_check(batch, deps.late_ms)
     outcome = write_batch(
         batch.changes,
         client=deps.client,
         ordering=deps.ordering,
         all_bits=deps.all_bits,
         lease_s=deps.lease_s,
-        recent=_recent(deps) if needs_feed_check(batch, deps.late_ms) else None,
+        recent=_recent(deps) if check else None,
+        current=current_contact(deps.client, deps.mapping) if check else None,
     )
     _count(deps.redis, batch.run_id, outcome)
     _reassert(deps.redis, batch.run_id, outcome)

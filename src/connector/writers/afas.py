@@ -25,17 +25,20 @@ opt-out.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
 import redis
 
 from connector.clients.afas import AfasClient
-from connector.errors import RateLimited
-from connector.schemas.events import AfasChange, field_writes
+from connector.errors import ConnectorError, RateLimited
+from connector.schemas.events import AfasChange, Value, field_writes
 from connector.schemas.mapping import Mapping
+from connector.state import doubt
 from connector.state.agreed import AgreedStore
+from connector.state.doubt import Doubt, WritesInDoubt
 from connector.state.keys import COUNTERS
 from connector.state.ordering import CommitItem, ContactWrite, Ordering, Owed
 from connector.state.rejections import RejectionStore
@@ -111,9 +114,15 @@ def write_change(
         )
     outcome.owed += verdict.owed
     fresh = set(verdict.fresh)
+    doubts = WritesInDoubt(redis_client, "afas")
+    undone: dict[str, Value] = {}
     if recent is not None and fresh:
         try:
-            fresh -= _changed_in_afas_since(change, write, fresh, recent, ordering, mapping)
+            marks = doubts.marks(change.contact_id) if _opt_ins(change, fresh) else {}
+            edited, undone = _changed_in_afas_since(change, write, fresh, recent, ordering, mapping, marks)
+            fresh -= edited | undone.keys()
+            if undone:
+                outcome.owed += _keep_afas_opt_outs(write, undone, lease.token, ordering, doubts)
         except BaseException:
             ordering.release(lease.token, [change.contact_id])
             raise
@@ -125,7 +134,17 @@ def write_change(
             if outcome.calls:
                 ordering.renew(lease.token, change.contact_id, lease_s=lease_s)
             outcome.calls += 1
-            client.update(entity.connector, entity.fields)
+            opt_ins = _opt_ins(change, entity.changed)
+            if opt_ins:
+                current = AgreedStore(redis_client).state(change.contact_id)
+                doubts.mark(change.contact_id, dict.fromkeys(opt_ins, True), int(time.time() * 1000),
+                            {n: current.stamp(n) if current is not None else 0 for n in opt_ins})
+            try:
+                client.update(entity.connector, entity.fields)
+            except Exception as exc:
+                if opt_ins and not _may_have_landed(exc, change.contact_id, opt_ins, recent, mapping):
+                    doubts.clear(change.contact_id, opt_ins)
+                raise
             outcome.written.append(entity.connector)
             done = [f for f in write.fields if f.name in entity.changed]
             sent.update(entity.changed)
@@ -134,6 +153,7 @@ def write_change(
                     CommitItem(write=msgspec.structs.replace(write, fields=done))], release=False):
                     outcome.owed += applied.owed
                     outcome.superseded += applied.late
+            doubts.clear(change.contact_id, opt_ins)
     finally:
         # Counted even when a later entity fails: every call costs AFAS capacity.
         if outcome.calls:
@@ -158,17 +178,66 @@ def write_change(
 def _changed_in_afas_since(
     change: AfasChange, write: ContactWrite, fresh: set[str],
     recent: Callable[[str], dict[str, Any] | None], ordering: Ordering, mapping: Mapping,
-) -> set[str]:
-    """Fresh fields AFAS's current row holds a newer value of than the agreed state (we hold the lease)."""
+    marks: dict[str, Doubt],
+) -> tuple[set[str], dict[str, Value]]:
+    """Fresh fields AFAS's current row holds a newer value of than the agreed state (we hold the lease).
+
+    Also returns the opt-ins an AFAS user undid after our unconfirmed write of them landed
+    (``connector.state.doubt``), with AFAS's value.
+    """
     row = recent(change.contact_id)
     record = decode_row(row, mapping) if row is not None else None
     state = AgreedStore(ordering.client).state(change.contact_id)
     if not isinstance(record, ContactRecord) or state is None:
-        return set()
+        return set(), {}
     stamps = {f.name: f.stamp for f in write.fields}
     ours = {f.name: f.value for f in write.fields}
+    undone = {n: record.values.get(n) for n in fresh
+              if doubt.undone(marks.get(n), ours.get(n), state.stamp(n), record.values.get(n), record.stamp)}
     # Neither the agreed value nor ours: an AFAS user's edit (the row's stamp also moves with our own
     # writes to the contact's other entities, so a later stamp does not make it ours).
-    return {n for n in fresh
-            if record.values.get(n) not in (state.values.get(n), ours.get(n))
-            and not still_seen(change.seen, n, record.values) and record.stamp > stamps.get(n, 0)}
+    edited = {n for n in fresh
+              if record.values.get(n) not in (state.values.get(n), ours.get(n))
+              and not still_seen(change.seen, n, record.values) and record.stamp > stamps.get(n, 0)}
+    return edited - undone.keys(), undone
+
+
+def _opt_ins(change: AfasChange, names: Iterable[str]) -> list[str]:
+    return sorted(n for n in names if n.startswith("permissions.") and change.changes.get(n) is True)
+
+
+def _keep_afas_opt_outs(
+    write: ContactWrite, undone: dict[str, Value], token: str, ordering: Ordering, doubts: WritesInDoubt,
+) -> list[Owed]:
+    """Record our earlier opt-in as landed (the commit its dead worker never made) and owe Spotler AFAS's opt-out.
+
+    The agreed state then says what AFAS held after our write, so AFAS's opt-out is an edit
+    to every reader, and the re-assert carries it to Spotler under the ordering rules.
+    """
+    kept = [f for f in write.fields if f.name in undone]
+    [applied] = ordering.commit("afas", token, [CommitItem(write=msgspec.structs.replace(write, fields=kept))],
+                                release=False)
+    doubts.clear(write.contact_id, undone)
+    state = AgreedStore(ordering.client).state(write.contact_id)
+    log.warning("contact %s: %s opted out in AFAS after our unconfirmed opt-in: the opt-out stands",
+                write.contact_id, ", ".join(sorted(undone)))
+    if state is None:
+        return applied.owed
+    return applied.owed + [Owed(n, undone[n], state.stamp(n)) for n in applied.applied]
+
+
+def _may_have_landed(
+    exc: Exception, contact_id: str, opt_ins: list[str],
+    recent: Callable[[str], dict[str, Any] | None] | None, mapping: Mapping,
+) -> bool:
+    """A failed opt-in PUT that may have reached AFAS: no answer, and a read cannot show otherwise."""
+    if isinstance(exc, ConnectorError) and exc.status is not None and exc.status not in (502, 504):
+        return False  # AFAS answered: the write did not happen
+    if recent is None:
+        return True
+    try:
+        row = recent(contact_id)
+    except Exception:
+        return True
+    record = decode_row(row, mapping) if row is not None else None
+    return not isinstance(record, ContactRecord) or any(record.values.get(n) is True for n in opt_ins)

@@ -21,6 +21,7 @@ settle it by the merge rules, instead of our older value overwriting it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -31,15 +32,20 @@ from connector.schemas.events import ContactChange, Value, field_writes
 from connector.schemas.mapping import Mapping as FieldMapping
 from connector.schemas.spotler import Contact
 from connector.state.agreed import AgreedStore
+from connector.state.doubt import WritesInDoubt
 from connector.state.ordering import CommitItem, ContactWrite, Ordering, Owed
 from connector.sync.diff import still_seen
 from connector.sync.from_spotler import spotler_values
 from connector.sync.to_spotler import contact_for
+from connector.writers import spotler_doubt
+from connector.writers.spotler_doubt import Current
 
 # Spotler's recent changes of some contacts: contact id -> (mapped values, lastChanged epoch ms).
 Recent = Callable[[Sequence[str]], Mapping[str, tuple[Mapping[str, Value], int]]]
 
-__all__ = ["FATAL_CODES", "BatchOutcome", "Recent", "recent_changes", "write_batch"]
+__all__ = ["FATAL_CODES", "BatchOutcome", "Current", "Recent", "current_contact", "recent_changes", "write_batch"]
+
+log = logging.getLogger(__name__)
 
 # Per-contact codes that no retry can fix (the record itself is refused).
 FATAL_CODES = frozenset(
@@ -80,8 +86,14 @@ def write_batch(
     all_bits: Sequence[int] = (),
     lease_s: float = 90.0,
     recent: Recent | None = None,
+    current: Current | None = None,
 ) -> BatchOutcome:
-    """Write what is still newer; raise the client's error if the whole call failed."""
+    """Write what is still newer; raise the client's error if the whole call failed.
+
+    ``current`` (given with ``recent``) reads one contact as Spotler holds it now: the
+    batch's opt-ins are marked in doubt until committed, and a redelivered one that a
+    recipient undid since it landed is not written (``writers.spotler_doubt``).
+    """
     outcome = BatchOutcome()
     writes = [_write_of(c) for c in changes]
     lease = ordering.check("spotler", writes, lease_s=lease_s)
@@ -106,10 +118,16 @@ def write_batch(
             outcome.superseded.append(change)
             finished.append(item)
     leased = [w.contact_id for w, v in zip(writes, lease.verdicts, strict=True) if not (v.busy or v.forgotten)]
+    doubts, agreed = WritesInDoubt(ordering.client, "spotler"), AgreedStore(ordering.client)
+    marked: dict[str, list[str]] = {}
     try:
+        if current is not None and sending:
+            gone = spotler_doubt.undone_opt_ins(sending, current, doubts, agreed)
+            if gone:
+                sending = _keep_opt_outs(sending, gone, lease.token, ordering, doubts, outcome, finished)
         if recent is not None and sending:
             before = sum(len(item.dropped) for _, _, item in sending)
-            sending, overtaken = _without_newer_spotler_edits(sending, recent, AgreedStore(ordering.client))
+            sending, overtaken = _without_newer_spotler_edits(sending, recent, agreed)
             after = sum(len(item.dropped) for _, _, item in (*sending, *overtaken))
             outcome.superseded_fields += after - before
             for change, _, item in overtaken:
@@ -124,7 +142,14 @@ def write_batch(
             contact_for(msgspec.structs.replace(change, changes={f.name: f.value for f in kept.fields}), all_bits)
             for change, kept, _ in sending
         ]
-        results = client.upsert_many(contacts)
+        if current is not None:
+            marked = spotler_doubt.mark(sending, doubts, agreed)
+        try:
+            results = client.upsert_many(contacts)
+        except Exception as exc:
+            landed = spotler_doubt.may_have_landed(exc, marked, recent) if marked else set()
+            doubts.clear_many({cid: names for cid, names in marked.items() if cid not in landed})
+            raise
         outcome.requests += 1
     except BaseException:
         ordering.release(lease.token, leased)
@@ -147,7 +172,54 @@ def write_batch(
             change = next(c for c in outcome.written if c.contact_id == applied.contact_id)
             outcome.owed.append((change, applied.owed))
     ordering.release(lease.token, [c.contact_id for c in (*outcome.rejected_changes(), *outcome.retry)])
+    doubts.clear_many(marked)  # committed, or answered with a refusal: settled either way
     return outcome
+
+
+def _keep_opt_outs(
+    sending: list[Sending], gone: dict[str, dict[str, Value]], token: str, ordering: Ordering,
+    doubts: WritesInDoubt, outcome: BatchOutcome, finished: list[CommitItem],
+) -> list[Sending]:
+    """Record the undone opt-ins as landed (the commit their dead worker never made); owe AFAS the opt-out.
+
+    The agreed state then says what Spotler held after our write, so the unsubscribe is an
+    edit to every reader, and the re-assert carries it to AFAS under the ordering rules.
+    """
+    kept: list[Sending] = []
+    landed = [CommitItem(write=msgspec.structs.replace(write, fields=[f for f in write.fields if f.name in
+                                                                      gone[change.contact_id]]))
+              for change, write, _ in sending if change.contact_id in gone]
+    ordering.commit("spotler", token, landed, release=False)
+    doubts.clear_many(gone)
+    states = dict(zip(gone, AgreedStore(ordering.client).states(list(gone)), strict=True))
+    for change, write, item in sending:
+        names = gone.get(change.contact_id)
+        if not names:
+            kept.append((change, write, item))
+            continue
+        state = states[change.contact_id]
+        if state is not None:
+            outcome.owed.append((change, [Owed(n, v, state.stamp(n)) for n, v in sorted(names.items())]))
+        log.warning("contact %s: %s unsubscribed in Spotler after our unconfirmed opt-in: the opt-out stands",
+                    change.contact_id, ", ".join(sorted(names)))
+        outcome.superseded_fields += len(names)
+        left, later = spotler_doubt.without(write, item, names)
+        if left.fields:
+            kept.append((change, left, later))
+        else:
+            outcome.superseded.append(change)
+            finished.append(later)
+    return kept
+
+
+def current_contact(client: SpotlerClient, mapping: FieldMapping) -> Current:
+    """``Current`` read with ``GET contact/<externalId>``."""
+
+    def current(contact_id: str) -> tuple[Mapping[str, Value], int] | None:
+        found = client.get(contact_id)
+        return None if found is None else (spotler_values(found, mapping), found.lastChanged or 0)
+
+    return current
 
 
 Sending = tuple[ContactChange, ContactWrite, CommitItem]
