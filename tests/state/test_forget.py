@@ -12,6 +12,7 @@ from connector.state import keys
 from connector.state.agreed import AgreedStore
 from connector.state.conflicts import ConflictStore
 from connector.state.departed import Departed
+from connector.state.doubt import WritesInDoubt
 from connector.state.forget import erase
 from connector.state.ordering import CommitItem, ContactWrite, Ordering
 from connector.state.rejections import RejectionStore
@@ -66,6 +67,9 @@ def test_erase_removes_every_record_of_the_contact_and_keeps_a_tombstone(redis_c
     redis_client.set(keys.bounce_marker("7", 123), 1)
     redis_client.set(keys.bounce_marker("70", 123), 1)
     Departed(redis_client).note(["7"], now=5.0)
+    for into in ("spotler", "afas"):
+        WritesInDoubt(redis_client, into).mark("7", {"permissions.1": True}, 1, {"permissions.1": 0})
+    WritesInDoubt(redis_client, "afas").mark("8", {"permissions.1": True}, 1, {"permissions.1": 0})
     assert EMAIL.encode() in dump(redis_client)
 
     report = erase(redis_client, ["7"], now=1234.0)
@@ -89,6 +93,8 @@ def test_erase_removes_every_record_of_the_contact_and_keeps_a_tombstone(redis_c
     assert left.entity_key == "contacts:8..9(2)"
     assert redis_client.exists(keys.bounce_marker("70", 123)) == 1
     assert Departed(redis_client).all() == []
+    assert [redis_client.exists(keys.doubt(i, c)) for i, c in (("spotler", "7"), ("afas", "7"), ("afas", "8"))] \
+        == [0, 0, 1]
     assert Tombstones(redis_client).which(["7", "8"]) == {"7"}
     assert redis_client.zscore(keys.FORGOTTEN, "7") == 1234.0
 
