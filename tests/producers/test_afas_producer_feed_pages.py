@@ -32,3 +32,28 @@ def test_a_window_of_thousands_of_spotler_changes_is_read_in_one_request(
 
     assert producer.spotler_seen == 3000  # every item of the window was read ...
     assert spotler.call("GET", "/requests")["routes"] == {FEED: 1}  # ... in one request
+
+
+def test_a_poll_that_finds_no_afas_change_reads_nothing_from_spotler(
+    sandboxes: Sandboxes, redis_client: redis.Redis
+) -> None:
+    """The look at Spotler serves the rows a poll decides on: with none, it would only spend the rate."""
+    afas = sandboxes.afas(20, 1, T0 - timedelta(hours=3))
+    afas.set_clock(T0)
+    spotler = sandboxes.spotler(T0)
+    afas_client, spotler_client = afas.client(), spotler.client()
+    sandboxes.close_later(afas_client)
+    sandboxes.close_later(spotler_client)
+    clock = Clock(T0)
+    producer = afas_producer(afas_client, redis_client, Outbox(), clock, spotler=spotler_client)
+    first = producer.poll_once()  # the first sync reads every row, and looks once
+    assert first.read == 20
+    assert spotler.call("GET", "/requests")["routes"] == {FEED: 1}
+    spotler.call("DELETE", "/requests")
+    afas.set_clock(T0 + timedelta(hours=1))
+    clock.now = T0 + timedelta(hours=1)
+
+    quiet = producer.poll_once()
+
+    assert quiet.read == 0
+    assert spotler.call("GET", "/requests")["routes"] == {}

@@ -137,7 +137,9 @@ class AfasProducer:
             cursor_from=since.isoformat() if since else None,
         )
         t0 = time.perf_counter()
-        spotler = self._look_at_spotler(started)
+        # Read only once a page has rows: a poll that finds no AFAS change spends none of the
+        # Spotler rate the workers write with (during a first sync, most of a minute's polls).
+        spotler: dict[str, SpotlerSeen] | None = None
         present: set[str] = set()
         column = self.mapping.keys.contact_id
         pages = self._pages(since)
@@ -148,7 +150,9 @@ class AfasProducer:
                 break
             if full:
                 present.update(str(row.get(column)) for row in rows)
-            self._handle_page(rows, spotler, result, read_at)
+            if spotler is None and rows:
+                spotler = self._look_at_spotler(started)
+            self._handle_page(rows, spotler or {}, result, read_at)
             self.sink.flush(result)
             if progress:
                 progress(result)
