@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -403,3 +404,41 @@ def test_an_afas_opt_in_on_its_way_loses_to_a_later_spotler_change_with_the_bit_
     # The opt-in still on its way is held back by the opt-out the producer just staged.
     lease = ordering.check("spotler", [ContactWrite(contact_id=cid, fields=[opt_in])], lease_s=5)
     assert lease.verdicts[0].superseded == ["permissions.1"]
+
+
+def test_a_conflicts_loser_does_not_win_again_when_another_field_moves_both_stamps(linked: Linked) -> None:
+    """AFAS and the recipient both changed the last name; Spotler's (newer) won and is on its way to AFAS.
+    Before it lands, both sides edit the first name: the AFAS row's stamp and Spotler's lastChanged both
+    move. Deciding the contact again must not read AFAS's losing last name as a newer AFAS edit."""
+    contact = linked.synced(besides=set())
+    cid = contact.contact_id
+    base = datetime.now(UTC) + timedelta(seconds=2)  # later than the first sync's writes (Redis's clock)
+    linked.afas.set_clock(base)
+    linked.afas.edit("person", contact.person_id, LaNm="Jansen-58")
+    linked.at(base + timedelta(seconds=10))
+    linked.spotler.edit(cid, lastName="Jansen-96")
+    linked.poll(base + timedelta(seconds=20))
+    [won] = [c for c in linked.outbox.afas if c.contact_id == cid]
+    assert won.changes == {"lastName": "Jansen-96"}
+    linked.outbox.clear()
+    # The winner has not landed yet; the first name is edited on both sides, AFAS last.
+    linked.at(base + timedelta(seconds=30))
+    linked.spotler.edit(cid, firstName="Anna-1")
+    linked.afas.set_clock(base + timedelta(seconds=40))
+    linked.afas.edit("person", contact.person_id, FiNm="Anna-2")
+
+    linked.poll(base + timedelta(seconds=50))
+
+    assert [c.changes.get("lastName") for c in linked.outbox.changes if "lastName" in c.changes] == []
+    state = AgreedStore(linked.redis).state(cid)
+    assert state is not None
+    assert state.pending("afas", time.time())["lastName"].value == "Jansen-96"  # the winner still goes in
+    assert "lastName" not in state.pending("spotler", time.time())
+    conflicts = [r.conflict for r in ConflictStore(linked.redis).list() if r.conflict.contact_id == cid]
+    assert sorted((c.field, c.winner) for c in conflicts) == [("firstName", "afas"), ("lastName", "spotler")]
+
+    # The AFAS producer, deciding the same row, leaves the last name alone too.
+    outbox = Outbox()
+    afas_producer(linked.afas_client, linked.redis, outbox, Clock(base + timedelta(seconds=50)),
+                  spotler=linked.spotler_client).poll_once()
+    assert [c.changes.get("lastName") for c in outbox.changes if "lastName" in c.changes] == []

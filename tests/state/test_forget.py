@@ -10,6 +10,7 @@ from tests.e2e.helpers import redis_text as dump
 from connector.schemas.events import ContactChange, FieldWrite, SpotlerBatch
 from connector.state import keys
 from connector.state.agreed import AgreedStore
+from connector.state.beaten import BeatenValues
 from connector.state.conflicts import ConflictStore
 from connector.state.departed import Departed
 from connector.state.doubt import WritesInDoubt
@@ -70,6 +71,7 @@ def test_erase_removes_every_record_of_the_contact_and_keeps_a_tombstone(redis_c
     for into in ("spotler", "afas"):
         WritesInDoubt(redis_client, into).mark("7", {"permissions.1": True}, 1, {"permissions.1": 0})
     WritesInDoubt(redis_client, "afas").mark("8", {"permissions.1": True}, 1, {"permissions.1": 0})
+    BeatenValues(redis_client).note([conflict("7")])
     assert EMAIL.encode() in dump(redis_client)
 
     report = erase(redis_client, ["7"], now=1234.0)
@@ -95,6 +97,7 @@ def test_erase_removes_every_record_of_the_contact_and_keeps_a_tombstone(redis_c
     assert Departed(redis_client).all() == []
     assert [redis_client.exists(keys.doubt(i, c)) for i, c in (("spotler", "7"), ("afas", "7"), ("afas", "8"))] \
         == [0, 0, 1]
+    assert redis_client.keys(f"{keys.PREFIX}:beaten:*") == []
     assert Tombstones(redis_client).which(["7", "8"]) == {"7"}
     assert redis_client.zscore(keys.FORGOTTEN, "7") == 1234.0
 

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import redis
 
 from connector.clients.afas import AfasClient, page_size_for
@@ -50,6 +51,7 @@ from connector.schemas.mapping import Mapping
 from connector.schemas.runs import PollResult
 from connector.schemas.spotler import Contact
 from connector.state.agreed import AgreedStore, ContactState
+from connector.state.beaten import BeatenValues, unbeaten
 from connector.state.cursors import CursorStore
 from connector.state.departed import Departed
 from connector.state.ordering import ContactWrite, FieldWrite, Ordering
@@ -104,6 +106,7 @@ class AfasProducer:
         self.departed = Departed(redis_client)
         self.cursor = CursorStore(redis_client, "afas")
         self.agreed = AgreedStore(redis_client)
+        self.beaten = BeatenValues(redis_client)
         self.ordering = Ordering(redis_client)
         self.spotler_seen = 0  # contacts in Spotler's recent feed at the last poll
         self.looked_at = 0  # Redis's clock when that feed was read
@@ -341,6 +344,8 @@ class AfasProducer:
         spotler_touched = touched(state, seen.stamp if seen is not None else None)
         afas_ms = _afas_edit_time(record, state, before)
         view, view_stamp = spotler_view(before, state, seen, now, spotler_touched > afas_ms)
+        real, real_view = record, view
+        record, view = self._unbeaten(record, view, before, state, now)
         if view is None and before is not None and not record.blocked and not self.sink.explains:
             delta = diff(record.values, before)  # the common case: Spotler has not moved
             stamps = dict.fromkeys(delta, record.stamp)
@@ -366,8 +371,8 @@ class AfasProducer:
             # AFAS's value now goes after it, stamped newer (AFAS's own stamps are ambiguous in the
             # hour the clocks go back, so the order comes from the pending change, not the row).
             for name, pending in state.pending("spotler", now).items():
-                if name not in delta and name in record.values and pending.value != record.values[name]:
-                    delta[name] = record.values[name]
+                if name not in delta and name in real.values and pending.value != real.values[name]:
+                    delta[name] = real.values[name]
                     stamps[name] = max(record.stamp, pending.stamp + 1)
         if not delta:
             result.unchanged += 1
@@ -381,9 +386,24 @@ class AfasProducer:
             person_id=record.person_id, organisation_id=record.organisation_id,
             new=before is None, blocked=record.blocked,
             stamps=stamps, bases={n: state.stamp(n) if state else 0 for n in delta},
-            seen={n: view.get(n) for n in delta if n in view} if view is not None else {},
+            seen={n: real_view.get(n) for n in delta if n in real_view} if real_view is not None else {},
         ))
         result.changed += 1
+
+    def _unbeaten(
+        self, record: ContactRecord, view: dict[str, Value] | None, before: dict[str, Value] | None,
+        state: ContactState | None, now: float,
+    ) -> tuple[ContactRecord, dict[str, Value] | None]:
+        """Both sides' values, a conflict's loser still awaiting its winner read as agreed (``state.beaten``)."""
+        if state is None or before is None or not (state.pending("afas", now) or state.pending("spotler", now)):
+            return record, view
+        cid = record.contact_id
+        [on_afas], [on_spotler] = self.beaten.get_many("afas", [cid]), self.beaten.get_many("spotler", [cid])
+        if not on_afas and not on_spotler:
+            return record, view
+        values = unbeaten("afas", record.values, before, state, on_afas, now)
+        return (msgspec.structs.replace(record, values=values),
+                unbeaten("spotler", view, before, state, on_spotler, now) if view is not None else None)
 
 
 def _afas_edit_time(record: ContactRecord, state: ContactState | None, before: dict[str, Value] | None) -> int:

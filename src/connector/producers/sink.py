@@ -26,6 +26,7 @@ import redis
 
 from connector.schemas.events import AfasChange, ContactChange, SpotlerBatch, Value, field_writes
 from connector.schemas.runs import PollResult
+from connector.state.beaten import BeatenValues
 from connector.state.conflicts import ConflictStore
 from connector.state.cursors import CursorStore
 from connector.state.ordering import ContactWrite, Ordering
@@ -83,6 +84,7 @@ class RedisSink:
         self._settles: list[ContactWrite] = []
         self._touches: list[tuple[str, int]] = []
         self._marks: list[tuple[str, int]] = []
+        self._beaten: list[Conflict] = []
 
     def spotler(self, change: ContactChange) -> None:
         self._spotler.append(change)
@@ -105,7 +107,9 @@ class RedisSink:
         self.rejections.resolve(source, contact_ids, fields)
 
     def conflicts(self, conflicts: Iterable[Conflict]) -> None:
+        conflicts = list(conflicts)
         self.conflict_store.add_many(conflicts)
+        self._beaten += conflicts  # noted with the winners' pending changes, after their enqueue
 
     def mark(self, key: str, ttl_s: int) -> None:
         self._marks.append((key, ttl_s))
@@ -119,8 +123,9 @@ class RedisSink:
     def flush(self, result: PollResult) -> None:
         """Enqueue what is staged, then record it; nothing is recorded if an enqueue fails."""
         spotler, afas, settles, marks = self._spotler, self._afas, self._settles, self._marks
-        touches = self._touches
+        touches, beaten = self._touches, self._beaten
         self._spotler, self._afas, self._settles, self._marks, self._touches = [], [], [], [], []
+        self._beaten = []
         for start in range(0, len(spotler), BATCH_SIZE):
             self.enqueue_spotler(SpotlerBatch(changes=spotler[start:start + BATCH_SIZE], run_id=result.run_id))
             result.enqueued_messages += 1
@@ -130,6 +135,7 @@ class RedisSink:
             result.enqueued_messages += 1
         self.ordering.stage("spotler", [_write(c) for c in spotler])
         self.ordering.stage("afas", [_write(c) for c in afas])
+        BeatenValues(self.client).note(beaten)
         if settles:
             self.ordering.settle(settles)
         self.ordering.touch(touches)

@@ -45,6 +45,7 @@ from connector.schemas.mapping import Mapping
 from connector.schemas.runs import PollResult
 from connector.schemas.spotler import Bounce, Contact, FeedProblem
 from connector.state.agreed import AgreedStore, ContactState
+from connector.state.beaten import BeatenValues, unbeaten
 from connector.state.cursors import CursorStore
 from connector.state.keys import bounce_marker
 from connector.state.ordering import ContactWrite, FieldWrite, Ordering
@@ -103,6 +104,7 @@ class SpotlerProducer:
         self.clock = clock
         self.cursor = CursorStore(redis_client, "spotler")
         self.agreed = AgreedStore(redis_client)
+        self.beaten = BeatenValues(redis_client)
         self.ordering = Ordering(redis_client)
         self.tombstones = Tombstones(redis_client)
 
@@ -249,8 +251,9 @@ class SpotlerProducer:
             return
         before = state.values if state is not None and state.synced else None
         stamp = contact.lastChanged or 0
+        afas_now, spotler_now = self._unbeaten(cid, record.values, values, before, state, now)
         decision = decide(
-            cid, self.mapping, agreed=before, afas=record.values, spotler=values, blocked=record.blocked,
+            cid, self.mapping, agreed=before, afas=afas_now, spotler=spotler_now, blocked=record.blocked,
             afas_time=record.stamp / 1000, spotler_time=stamp / 1000,
             spotler_touched=touched(state, stamp) / 1000,
         )
@@ -307,6 +310,17 @@ class SpotlerProducer:
             result.changed += 1
         else:
             result.already_pending += 1
+
+    def _unbeaten(
+        self, cid: str, afas: dict[str, Value], spotler: dict[str, Value], before: dict[str, Value] | None,
+        state: ContactState | None, now: float,
+    ) -> tuple[dict[str, Value], dict[str, Value]]:
+        """Both sides' values, a conflict's loser still awaiting its winner read as agreed (``state.beaten``)."""
+        if state is None or before is None or not (state.pending("afas", now) or state.pending("spotler", now)):
+            return afas, spotler
+        [on_afas], [on_spotler] = self.beaten.get_many("afas", [cid]), self.beaten.get_many("spotler", [cid])
+        return (unbeaten("afas", afas, before, state, on_afas, now),
+                unbeaten("spotler", spotler, before, state, on_spotler, now))
 
     def _handle_bounce(self, bounce: Bounce, result: PollResult) -> None:
         if not bounce.hard:

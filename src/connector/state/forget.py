@@ -45,6 +45,7 @@ import redis
 
 from connector.state import keys
 from connector.state.agreed import AgreedStore
+from connector.state.beaten import BeatenValues
 from connector.state.conflicts import ConflictStore
 from connector.state.departed import Departed
 from connector.state.doubt import WritesInDoubt
@@ -81,6 +82,7 @@ def erase(
     Tombstones(client).add(ids, now)
     report.agreed_state = AgreedStore(client).erase(ids)
     WritesInDoubt.erase(client, ids)
+    BeatenValues.erase(client, ids)
     report.rejections = RejectionStore(client).forget(ids)
     report.conflicts = ConflictStore(client).forget(ids)
     report.dead_letters = (dead_letters or DeadLetterStore(client)).forget(ids)

@@ -63,6 +63,11 @@ def doubt(into: str, contact_id: str) -> str:
     return f"{PREFIX}:doubt:{into}:{contact_id}"
 
 
+def beaten(side: str, contact_id: str) -> str:
+    """``side``'s values that lost a conflict to a change now on its way there (``connector.state.beaten``)."""
+    return f"{PREFIX}:beaten:{side}:{contact_id}"
+
+
 def run_outcome(run_id: str) -> str:
     """What the workers made of one poll's messages: written, superseded (a hash)."""
     return f"{PREFIX}:run:{run_id}:outcome"
