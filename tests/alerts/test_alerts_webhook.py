@@ -8,9 +8,10 @@ import threading
 
 import pytest
 import redis
-from tests.alerts.conftest import EMAIL, NAME, dead_letter, healthy, monitor, polled
+from tests.alerts.conftest import EMAIL, NAME, dead_letter, healthy, monitor, polled, settings
 from tests.alerts.receiver import SECRET_PATH, Receiver
 
+from connector.alerts import AlertMonitor, Webhook
 from connector.producers.loop import ProducerLock, run_loop
 from connector.sandbox.server import free_port
 from connector.stack import wait_until
@@ -54,11 +55,11 @@ def test_two_evaluators_at_once_send_each_message_once(redis_url: str, redis_cli
         barrier = threading.Barrier(len(monitors))
         errors: list[BaseException] = []
 
-        def run(m: object) -> None:
+        def run(m: AlertMonitor) -> None:
             try:
                 for _ in range(rounds):
                     barrier.wait(10)
-                    m.evaluate()  # type: ignore[attr-defined]
+                    m.evaluate()
             except BaseException as exc:
                 errors.append(exc)
 
@@ -94,7 +95,7 @@ def test_a_receiver_that_is_down_costs_one_log_line_without_the_url(redis_client
     alerts.evaluate()  # debounced: nothing more to send, nothing more to say
     lines = [r for r in caplog.records if r.name.startswith("connector")]
     assert [r.getMessage() for r in lines] == [
-        "alert dead_letters:spotler (firing) not delivered: the webhook unreachable (ConnectError)"
+        "alert dead_letters:spotler (firing) not delivered: the webhook is unreachable (ConnectError)"
     ]
     assert lines[0].levelno == logging.WARNING
     assert SECRET_PATH not in caplog.text
@@ -148,7 +149,7 @@ def test_a_kick_with_the_receiver_down_never_raises_and_logs_once(redis_client: 
     alerts.kick()
     alerts.close(wait_s=30)  # lets the requested pass finish on the monitor's thread
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("connector")]
-    assert lines == ["alert dead_letters:spotler (firing) not delivered: the webhook unreachable (ConnectError)"]
+    assert lines == ["alert dead_letters:spotler (firing) not delivered: the webhook is unreachable (ConnectError)"]
 
 
 def test_a_failing_hook_does_not_stop_the_loop(redis_client: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
@@ -184,3 +185,22 @@ def test_no_personal_data_in_any_payload(redis_client: redis.Redis) -> None:
     raw = json.dumps(bodies).lower()
     for value in (EMAIL.lower(), "marieke", "vries", "example.nl"):
         assert value not in raw
+
+
+def test_a_webhook_that_does_not_answer_times_out_into_one_log_line(redis_client: redis.Redis,
+                                                                     receiver: Receiver,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="connector")
+    healthy(redis_client)
+    dead_letter(redis_client)
+    s = settings(receiver.url)
+    assert s.alert_webhook_url is not None
+    alerts = AlertMonitor(redis_client, s, Webhook(s.alert_webhook_url, timeout_s=0.2))
+    receiver.hold()
+    assert [m.key for m in alerts.evaluate()] == ["dead_letters:spotler"]
+    receiver.release()
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("connector")]
+    assert lines == [
+        "alert dead_letters:spotler (firing) not delivered: the webhook timed out after 0.2s (ReadTimeout)"
+    ]
+    assert "s3cr3t" not in caplog.text

@@ -63,7 +63,7 @@ class Webhook:
             why = f"timed out after {self.timeout_s:g}s ({type(exc).__name__})"
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             # The exception's text may hold the URL: only its kind is shown.
-            why = f"unreachable ({type(exc).__name__})"
+            why = f"is unreachable ({type(exc).__name__})"
         else:
             if response.is_success:
                 return True
