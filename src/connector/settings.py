@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -74,6 +75,14 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
                           "erased, tombstone kept) after this many days"),
     "RETENTION_DAYS": ("30", "rejections, settled conflicts and dead letters are deleted this many days after "
                        "they were last seen or failed"),
+    "ALERT_WEBHOOK_URL": (None, "where alerts are POSTed (a Slack incoming webhook, or any URL taking JSON); a "
+                          "secret, never logged; unset = no alerts"),
+    "ALERT_FORMAT": ("slack", "slack = {\"text\": …} only; json = the text and the structured fields (condition, "
+                     "subject, state, value, threshold, times)"),
+    "ALERT_REPEAT_S": ("3600", "at most one firing message per condition per this many seconds (a reminder while "
+                       "it holds); its recovery message is sent once"),
+    "ALERT_REJECTED_SHARE": ("0.05", "alert when a producer's last poll rejected more than this share of the rows "
+                             "it read"),
 }
 
 
@@ -102,6 +111,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     spotler_restart_lookback_s: float = 86400.0
     forget_after_days: float = 30.0
     retention_days: float = 30.0
+    alert_webhook_url: Secret | None = None
+    alert_format: Literal["slack", "json"] = "slack"
+    alert_repeat_s: float = 3600.0
+    alert_rejected_share: float = 0.05
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -123,7 +136,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raise ConfigError(f"{name} must be at least {minimum}, got {value}")
             return value
 
-        for url_var in ("AFAS_BASE_URL", "SPOTLER_BASE_URL", "REDIS_URL"):
+        for url_var in ("AFAS_BASE_URL", "SPOTLER_BASE_URL", "REDIS_URL", "ALERT_WEBHOOK_URL"):
             value = get(url_var)
             schemes = ("redis://", "rediss://", "unix://") if url_var == "REDIS_URL" else ("http://", "https://")
             if value and not value.startswith(schemes):
@@ -131,6 +144,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         level = (get("LOG_LEVEL") or "INFO").upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"LOG_LEVEL={level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+        alert_format = (get("ALERT_FORMAT") or "slack").lower()
+        if alert_format not in {"slack", "json"}:
+            raise ConfigError(f"ALERT_FORMAT={alert_format!r} is not one of slack, json")
+        rejected_share = float(number("ALERT_REJECTED_SHARE", float, 0))
+        if rejected_share > 1:
+            raise ConfigError(f"ALERT_REJECTED_SHARE is a share between 0 and 1, got {rejected_share}")
         token, secret, mapping = get("AFAS_TOKEN"), get("SPOTLER_SECRET"), get("CONNECTOR_MAPPING")
         return cls(
             redis_url=get("REDIS_URL"),
@@ -155,6 +174,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             spotler_restart_lookback_s=float(number("SPOTLER_RESTART_LOOKBACK_S", float, 0)),
             forget_after_days=float(number("FORGET_AFTER_DAYS", float, 0)),
             retention_days=float(number("RETENTION_DAYS", float, 0)),
+            alert_webhook_url=Secret(webhook) if (webhook := get("ALERT_WEBHOOK_URL")) else None,
+            alert_format="json" if alert_format == "json" else "slack",
+            alert_repeat_s=float(number("ALERT_REPEAT_S", float, 1)),
+            alert_rejected_share=rejected_share,
         )
 
     def require(self, *names: str) -> None:

@@ -100,6 +100,7 @@ def produce_spotler(ctx: AppContext, once: bool, no_wait: bool) -> None:
 
 
 def _run_producer(ctx: AppContext, source: str, once: bool, no_wait: bool) -> None:
+    from connector.alerts import AlertMonitor
     from connector.producers.loop import ProducerLock, run_loop
     from connector.state.runs import RunHistory
 
@@ -114,13 +115,19 @@ def _run_producer(ctx: AppContext, source: str, once: bool, no_wait: bool) -> No
         history.record(result)
         return result
 
-    code = run_loop(
-        poll,
-        ProducerLock(producer.redis, source),
-        interval_s=ctx.settings.poll_interval_s,
-        wait_for_lock=not no_wait,
-        max_polls=1 if once else None,
-    )
+    alerts = AlertMonitor.from_settings(producer.redis, ctx.settings)
+    try:
+        code = run_loop(
+            poll,
+            ProducerLock(producer.redis, source),
+            interval_s=ctx.settings.poll_interval_s,
+            wait_for_lock=not no_wait,
+            max_polls=1 if once else None,
+            after_poll=alerts.kick if alerts is not None else None,
+        )
+    finally:
+        if alerts is not None:
+            alerts.close()
     raise SystemExit(code)
 
 

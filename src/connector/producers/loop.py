@@ -25,6 +25,9 @@ A producer process never exits for a Redis outage or for a bug in a poll:
   and the poll runs again the next interval; any other exception (a bug, an odd
   value) is logged at error with its traceback, e-mail addresses masked, once
   per occurrence, and the poll is retried with the capped backoff.
+- **After each poll** that ended or failed on AFAS or Spotler, ``after_poll``
+  (the alerts' ``AlertMonitor.kick``) is called: it only signals another
+  thread, and an error in it is logged, never lets the loop stop.
 - **Exit codes.** 0 after SIGTERM/SIGINT (or ``stop``) or ``max_polls``
   completed polls; 2 when a fix is needed; 3 with ``wait_for_lock=False`` when
   another producer holds the lock at start (a Redis outage at start is waited
@@ -150,8 +153,10 @@ class _Loop:
     """The state of one ``run_loop``: the main thread polls, a second one renews the lease."""
 
     def __init__(self, poll: Callable[[], object], lock: ProducerLock, interval_s: float,
-                 max_polls: int | None, stop: threading.Event) -> None:
+                 max_polls: int | None, stop: threading.Event,
+                 after_poll: Callable[[], object] | None = None) -> None:
         self.poll = poll
+        self.after_poll = after_poll
         self.lock = lock
         self.interval_s = interval_s
         self.max_polls = max_polls
@@ -254,12 +259,21 @@ class _Loop:
                 if self.failing:  # this poll was the probe: Redis answers it again
                     self.failing = False
                     self.outage.answered()
+            self.after()
             waits = backoff()
             self.polls += 1
             if self.max_polls is not None and self.polls >= self.max_polls:
                 return 0
             self.stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
         return 0
+
+    def after(self) -> None:
+        if self.after_poll is None:
+            return
+        try:
+            self.after_poll()
+        except Exception as exc:
+            log.error("%s: after-poll hook failed\n%s", self.name, _traceback(exc))
 
     def wait_for_redis(self, waits: Iterator[float]) -> None:
         """Wait (capped backoff) until Redis answers a ping, or until stopped."""
@@ -293,6 +307,7 @@ def run_loop(
     wait_for_lock: bool = True,
     max_polls: int | None = None,
     stop: threading.Event | None = None,
+    after_poll: Callable[[], object] | None = None,
 ) -> int:
     """Poll every ``interval_s`` until SIGTERM/SIGINT; returns the process exit code."""
     stop = stop or threading.Event()
@@ -303,7 +318,7 @@ def run_loop(
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-    loop = _Loop(poll, lock, interval_s, max_polls, stop)
+    loop = _Loop(poll, lock, interval_s, max_polls, stop, after_poll)
     renewer = threading.Thread(target=loop.keep_lease, name="producer-lease", daemon=True)
     renewer.start()
     first = True

@@ -77,6 +77,11 @@ def producer_lock(source: str) -> str:
     return f"{PREFIX}:lock:producer:{source}"
 
 
+def alert(condition: str) -> str:
+    """One alert condition's state (since, last sent, announced): ``connector.alerts.debounce``."""
+    return f"{PREFIX}:alert:{condition}"
+
+
 FIELDS = f"{PREFIX}:fields"                    # list: the field names packed states refer to by position
 REJECTIONS = f"{PREFIX}:rejections"            # hash: "<source>:<contact>:<field>" -> record
 REJECTIONS_BY_TIME = f"{PREFIX}:rejections:t"  # zset: same member -> epoch seconds

@@ -40,7 +40,7 @@ from connector.status.report import (
 )
 from connector.workers.dead_letters import DeadLetterStore
 
-__all__ = ["LATEST", "RUNS", "SOURCES", "collect"]
+__all__ = ["LATEST", "RUNS", "SOURCES", "collect", "producer_status"]
 
 SOURCES = ("afas", "spotler")
 RUNS = 10  # runs per source in a report
@@ -57,7 +57,7 @@ def collect(
     dead = DeadLetterStore(client)
     queues = [queue_status(client, q, dead_letters=dead.count(q), now=now) for q in QUEUES]
     history = RunHistory(client)
-    producers = [_producer(client, history, source, now) for source in SOURCES]
+    producers = [producer_status(client, history, source, now) for source in SOURCES]
     alerts = thresholds.check(queues, producers, settings.status_max_lag_s)
     return StatusReport(
         generated_at=now,
@@ -75,7 +75,8 @@ def collect(
     )
 
 
-def _producer(client: redis.Redis, history: RunHistory, source: str, now: float) -> ProducerStatus:
+def producer_status(client: redis.Redis, history: RunHistory, source: str, now: float) -> ProducerStatus:
+    """One producer's cursor, lock and last successful poll (also read by the alerts)."""
     last = history.last(source)
     cursor = CursorStore(client, source).get()
     end = last.started_at + last.duration_s if last is not None else None
