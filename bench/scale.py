@@ -97,7 +97,9 @@ def tree_rss(pid: int) -> int:
 
 def afas_rows(stack: Stack) -> Iterator[list[dict[str, Any]]]:
     mapping = load_mapping(None)
-    with AfasClient(f"{stack.afas_url}/ProfitRestServices", DEFAULT_TOKEN) as client:
+    # The sandbox encodes and orders every row on the first query after seeding: at a million rows
+    # that takes longer than a call's usual timeout (the producer meets it too, and retries).
+    with AfasClient(f"{stack.afas_url}/ProfitRestServices", DEFAULT_TOKEN, timeout=600) as client:
         yield from client.iter_pages("Spotler_Contacts", key=mapping.keys.contact_id, page_size=5000)
 
 
