@@ -1,11 +1,13 @@
-"""The AFAS producer reads Spotler's recent feed in the largest pages: few requests for a crowded window."""
+"""Both producers read Spotler's feed in the largest pages: few requests for a crowded window."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import redis
-from tests.producers.conftest import Clock, Outbox, Sandboxes, afas_producer
+from tests.producers.conftest import Clock, Outbox, Sandboxes, afas_producer, spotler_producer
+
+from connector.state.cursors import CursorStore
 
 T0 = datetime(2024, 6, 3, 10, 0, tzinfo=UTC)
 FEED = "GET /contact/updates/list"
@@ -57,3 +59,25 @@ def test_a_poll_that_finds_no_afas_change_reads_nothing_from_spotler(
 
     assert quiet.read == 0
     assert spotler.call("GET", "/requests")["routes"] == {}
+
+
+def test_the_spotler_producer_reads_a_crowded_window_in_the_largest_pages_too(
+    sandboxes: Sandboxes, redis_client: redis.Redis
+) -> None:
+    afas = sandboxes.afas(20, 1, T0 - timedelta(hours=3))
+    afas.set_clock(T0)
+    spotler = sandboxes.spotler(T0)
+    for start in range(0, 3000, 1000):
+        spotler.seed(*({"externalId": str(90_000 + n), "properties": {"email": f"f{n}@example.nl"}}
+                       for n in range(start, start + 1000)))
+    spotler.call("DELETE", "/requests")
+    afas_client, spotler_client = afas.client(), spotler.client()
+    sandboxes.close_later(afas_client)
+    sandboxes.close_later(spotler_client)
+    CursorStore(redis_client, "spotler").set(T0 - timedelta(minutes=1))
+    producer = spotler_producer(spotler_client, afas_client, redis_client, Outbox(), Clock(T0 + timedelta(minutes=1)))
+
+    result = producer.poll_once()
+
+    assert result.read == 3000
+    assert spotler.call("GET", "/requests")["routes"][FEED] == 1
