@@ -74,6 +74,10 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
                           "erased, tombstone kept) after this many days"),
     "RETENTION_DAYS": ("30", "rejections, settled conflicts and dead letters are deleted this many days after "
                        "they were last seen or failed"),
+    "EVENTS_URL": (None, "kombu URL of your own bus for the link's events (amqp://, redis://, sqs://, …); unset = "
+                         "no events are recorded or published"),
+    "EVENTS_OUTBOX_MAX": ("50000", "events kept in the Redis outbox while the bus is unreachable; beyond it the "
+                          "oldest are dropped and counted (events_trimmed)"),
 }
 
 
@@ -102,6 +106,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     spotler_restart_lookback_s: float = 86400.0
     forget_after_days: float = 30.0
     retention_days: float = 30.0
+    events_url: str | None = None
+    events_outbox_max: int = 50_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -128,6 +134,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             schemes = ("redis://", "rediss://", "unix://") if url_var == "REDIS_URL" else ("http://", "https://")
             if value and not value.startswith(schemes):
                 raise ConfigError(f"{url_var} must start with one of {', '.join(schemes)}")
+        events_url = get("EVENTS_URL")
+        if events_url and "://" not in events_url:
+            raise ConfigError("EVENTS_URL must be a kombu URL such as amqp://user:password@host:5672//")
         level = (get("LOG_LEVEL") or "INFO").upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"LOG_LEVEL={level!r} is not one of DEBUG, INFO, WARNING, ERROR")
@@ -155,6 +164,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             spotler_restart_lookback_s=float(number("SPOTLER_RESTART_LOOKBACK_S", float, 0)),
             forget_after_days=float(number("FORGET_AFTER_DAYS", float, 0)),
             retention_days=float(number("RETENTION_DAYS", float, 0)),
+            events_url=events_url,
+            events_outbox_max=int(number("EVENTS_OUTBOX_MAX", int, 1)),
         )
 
     def require(self, *names: str) -> None:
