@@ -30,10 +30,12 @@ import functools
 import logging
 from collections.abc import Sequence
 
+import msgspec
 import redis
 
 from connector.errors import ConfigError
 from connector.events.schemas import DomainEvent, encode_event, routing_key
+from connector.redaction import mask_value, redact
 from connector.settings import Settings
 from connector.state.keys import COUNTERS, PREFIX
 
@@ -82,6 +84,9 @@ class Outbox:
             return 0
         args: list[str | bytes | int] = [self.max_len]
         for event in events:
+            shown = _shown_id(event.contact_id)
+            if shown != event.contact_id:
+                event = msgspec.structs.replace(event, contact_id=shown)
             args += [routing_key(event), event.event_id, event.contact_id or "", encode_event(event)]
         return int(self.client.eval(_RECORD, 2, OUTBOX, COUNTERS, *args))
 
@@ -90,6 +95,13 @@ class Outbox:
 
     def trimmed(self) -> int:
         return int(self.client.hget(COUNTERS, "events_trimmed") or 0)
+
+
+def _shown_id(contact_id: str | None) -> str | None:
+    """An id as it may leave the link: a Spotler externalId that is an e-mail address becomes its digest."""
+    if contact_id is None or redact(contact_id) == contact_id:
+        return contact_id
+    return str(mask_value(contact_id))
 
 
 @functools.cache
