@@ -10,8 +10,8 @@ import click
 from connector.cli.context import AppContext
 from connector.cli.demo import demo
 from connector.cli.dlq import dlq
-from connector.cli.events import publish_events
 from connector.cli.doctor import doctor
+from connector.cli.events import publish_events
 from connector.cli.forget import forget
 from connector.cli.migrate import migrate
 from connector.cli.produce import conflicts, produce, rejects, resync
