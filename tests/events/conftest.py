@@ -41,9 +41,10 @@ def redis_bus_url(redis_url: str) -> str:
 class Consumer:
     """A durable queue bound to every event kind, declared before anything is published."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, name: str | None = None) -> None:
         self.connection = kombu.Connection(url)
-        self.queue = kombu.Queue(f"test-events-{uuid.uuid4().hex[:8]}", exchange(), routing_key="#", durable=True)
+        self.name = name or f"test-events-{uuid.uuid4().hex[:8]}"
+        self.queue = kombu.Queue(self.name, exchange(), routing_key="#", durable=True)
         self.queue(self.connection.channel()).declare()
 
     def receive(self, wanted: set[str], timeout_s: float = 20.0) -> list[tuple[str, dict[str, Any]]]:
@@ -80,8 +81,8 @@ class Consumer:
 def consumer_on() -> Iterator[Any]:
     made: list[Consumer] = []
 
-    def make(url: str) -> Consumer:
-        made.append(Consumer(url))
+    def make(url: str, name: str | None = None) -> Consumer:
+        made.append(Consumer(url, name))
         return made[-1]
 
     yield make
