@@ -83,6 +83,10 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
                        "it holds); its recovery message is sent once"),
     "ALERT_REJECTED_SHARE": ("0.05", "alert when a producer's last poll rejected more than this share of the rows "
                              "it read"),
+    "EVENTS_URL": (None, "kombu URL of your own bus for the link's events (amqp://, redis://, sqs://, …); unset = "
+                         "no events are recorded or published"),
+    "EVENTS_OUTBOX_MAX": ("50000", "events kept in the Redis outbox while the bus is unreachable; beyond it the "
+                          "oldest are dropped and counted (events_trimmed)"),
 }
 
 
@@ -115,6 +119,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     alert_format: Literal["slack", "json"] = "slack"
     alert_repeat_s: float = 3600.0
     alert_rejected_share: float = 0.05
+    events_url: str | None = None
+    events_outbox_max: int = 50_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -141,6 +147,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             schemes = ("redis://", "rediss://", "unix://") if url_var == "REDIS_URL" else ("http://", "https://")
             if value and not value.startswith(schemes):
                 raise ConfigError(f"{url_var} must start with one of {', '.join(schemes)}")
+        events_url = get("EVENTS_URL")
+        if events_url and "://" not in events_url:
+            raise ConfigError("EVENTS_URL must be a kombu URL such as amqp://user:password@host:5672//")
         level = (get("LOG_LEVEL") or "INFO").upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"LOG_LEVEL={level!r} is not one of DEBUG, INFO, WARNING, ERROR")
@@ -178,6 +187,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             alert_format="json" if alert_format == "json" else "slack",
             alert_repeat_s=float(number("ALERT_REPEAT_S", float, 1)),
             alert_rejected_share=rejected_share,
+            events_url=events_url,
+            events_outbox_max=int(number("EVENTS_OUTBOX_MAX", int, 1)),
         )
 
     def require(self, *names: str) -> None:

@@ -63,7 +63,7 @@ def test_app_json_has_a_redis_add_on_no_postdeploy_and_a_formation_from_the_proc
     assert any(str(a.get("plan", a) if isinstance(a, dict) else a).startswith("heroku-redis") for a in app["addons"])
     assert "postdeploy" not in app.get("scripts", {})  # Heroku runs it once per app, not per deploy
     formation = app["formation"]
-    assert set(formation) == {"afas-producer", "spotler-producer", "spotler-worker", "afas-worker", "web"}
+    assert set(formation) == {"afas-producer", "spotler-producer", "spotler-worker", "afas-worker", "web", "events"}
     assert all(spec["quantity"] == 1 for spec in formation.values())
     assert set(formation) == procfile_types() - ONE_OFF, "every long-running Procfile type, and only those"
 

@@ -11,6 +11,7 @@ from connector.cli.context import AppContext
 from connector.cli.demo import demo
 from connector.cli.dlq import dlq
 from connector.cli.doctor import doctor
+from connector.cli.events import publish_events
 from connector.cli.forget import forget
 from connector.cli.migrate import migrate
 from connector.cli.produce import conflicts, produce, rejects, resync
@@ -47,8 +48,8 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = AppContext(settings=settings)
 
 
-for command in (conflicts, demo, dlq, doctor, forget, migrate, produce, rejects, resync, runs, sandbox, status,
-                testplan, web, work):
+for command in (conflicts, demo, dlq, doctor, forget, migrate, produce, publish_events, rejects, resync, runs,
+                sandbox, status, testplan, web, work):
     cli.add_command(command)
 
 

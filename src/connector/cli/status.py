@@ -42,6 +42,9 @@ def _echo_report(r: StatusReport) -> None:
     lim = r.limits
     click.echo(f"\nrate limits: Spotler {lim.spotler_rate_per_s:g}/s (slots booked {lim.spotler_booked_ahead_s:.1f}s"
                f" ahead), AFAS {lim.afas_in_use}/{lim.afas_limit} calls in flight")
+    if r.events is not None and (r.events.enabled or r.events.outbox):
+        click.echo(f"events out: {'on' if r.events.enabled else 'off (EVENTS_URL unset)'}, "
+                   f"{r.events.outbox:,} waiting in the outbox, {r.events.trimmed:,} dropped at its bound")
     if r.counters:
         click.echo("counters: " + ", ".join(f"{name} {n:,}" for name, n in r.counters.items()))
     for title, total, counts in (

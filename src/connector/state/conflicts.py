@@ -15,6 +15,7 @@ from typing import cast
 import msgspec
 import redis
 
+from connector.events import emit
 from connector.state.keys import PREFIX, as_bytes
 from connector.state.tombstones import Tombstones
 from connector.sync.merge import Conflict
@@ -50,15 +51,16 @@ class ConflictStore:
         now = time.time() if now is None else now
         conflicts = list(conflicts)
         forgotten = Tombstones(self.client).which([c.contact_id for c in conflicts])
-        added = 0
+        added: list[Conflict] = []
         for conflict in conflicts:
             if conflict.contact_id in forgotten:
                 continue
             member = self._member(conflict)
             if self.client.hsetnx(_HASH, member, _encode(ConflictRecord(conflict=conflict, at=now))):
                 self.client.zadd(_BY_TIME, {member: now})
-                added += 1
-        return added
+                added.append(conflict)
+        emit.conflicts_settled(self.client, added)
+        return len(added)
 
     def expire(self, now: float | None = None) -> int:
         """Drop records older than ``retention_s``; returns how many."""

@@ -14,6 +14,7 @@ from typing import cast
 import msgspec
 import redis
 
+from connector.events import emit
 from connector.state import keys
 from connector.state.tombstones import Tombstones
 from connector.sync.rows import Rejection
@@ -60,8 +61,12 @@ class RejectionStore:
         members = [self._member(r) for r in rejections]
         old = self.client.hmget(keys.REJECTIONS, members)
         pipe = self.client.pipeline(transaction=False)
+        news: list[Rejection] = []  # first seen, or seen with another reason: an event each
         for member, rejection, previous in zip(members, rejections, old, strict=True):
-            first = _decode(previous).first_seen if previous else now
+            known = _decode(previous) if previous else None
+            first = known.first_seen if known is not None else now
+            if known is None or known.reason != rejection.reason:
+                news.append(rejection)
             record = RejectionRecord(
                 contact_id=rejection.contact_id, field=rejection.field, reason=rejection.reason,
                 source=rejection.source, first_seen=first, last_seen=now,
@@ -71,6 +76,7 @@ class RejectionStore:
             if rejection.contact_id is not None:
                 pipe.sadd(_ids(rejection.source), rejection.contact_id)
         pipe.execute()
+        emit.rejected(self.client, news)
         return len(rejections)
 
     def resolve(self, source: str, contact_ids: Iterable[str], fields: Iterable[str]) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 import redis
 
+from connector.events.outbox import Outbox
 from connector.redaction import redact
 from connector.schemas.runs import PollResult
 from connector.settings import Settings
@@ -32,6 +33,7 @@ from connector.status.report import (
     ConflictView,
     DeadLetterSummary,
     DeadLetterView,
+    EventsStatus,
     Limits,
     ProducerStatus,
     RejectionSummary,
@@ -70,9 +72,15 @@ def collect(
         conflicts=_conflicts(client, latest),
         limits=_limits(client, settings),
         counters=_counters(client),
+        events=_events(client, settings),
         alerts=alerts,
         exit_code=thresholds.exit_code(alerts),
     )
+
+
+def _events(client: redis.Redis, settings: Settings) -> EventsStatus:
+    outbox = Outbox(client)
+    return EventsStatus(enabled=settings.events_url is not None, outbox=outbox.length(), trimmed=outbox.trimmed())
 
 
 def producer_status(client: redis.Redis, history: RunHistory, source: str, now: float) -> ProducerStatus:

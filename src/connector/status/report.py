@@ -20,6 +20,7 @@ __all__ = [
     "ConflictView",
     "DeadLetterSummary",
     "DeadLetterView",
+    "EventsStatus",
     "Limits",
     "ProducerStatus",
     "QueueStatus",
@@ -122,6 +123,14 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     message: str
 
 
+class EventsStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """Events out: whether this deployment publishes them, and what waits for the bus."""
+
+    enabled: bool  # EVENTS_URL is set
+    outbox: int  # events recorded, not yet accepted by the bus
+    trimmed: int  # events the EVENTS_OUTBOX_MAX bound dropped, ever
+
+
 class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
     generated_at: float
     max_lag_s: float
@@ -134,4 +143,5 @@ class StatusReport(msgspec.Struct, frozen=True, kw_only=True):
     limits: Limits
     counters: dict[str, int]
     alerts: list[Alert] = msgspec.field(default_factory=list)
+    events: EventsStatus | None = None
     exit_code: int = 0  # 0 healthy, 2 dead letters, 3 a producer lags or never polled

@@ -13,6 +13,7 @@ import redis
 
 from connector import runtime
 from connector.clients.afas import AfasClient
+from connector.events import emit
 from connector.schemas.events import AfasChange, ContactChange, SpotlerBatch
 from connector.schemas.mapping import Mapping
 from connector.settings import Settings
@@ -75,6 +76,7 @@ def apply(change: AfasChange, deps: AfasDeps) -> AfasOutcome:
         lease_s=deps.lease_s,
         recent=_row_reader(deps) if needs_row_check(change, deps.late_ms) else None,
     )
+    emit.written_back(deps.redis, change, outcome.written, outcome.superseded)
     if change.run_id:
         pipe = deps.redis.pipeline(transaction=False)
         pipe.hincrby(run_outcome(change.run_id), "written", 1 if outcome.written else 0)

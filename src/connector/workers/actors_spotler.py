@@ -13,6 +13,7 @@ import redis
 from connector import runtime
 from connector.clients.spotler import SpotlerClient
 from connector.errors import RecordRejected, RetriableError
+from connector.events import emit
 from connector.schemas.events import AfasChange, SpotlerBatch
 from connector.schemas.mapping import Mapping
 from connector.settings import Settings
@@ -116,6 +117,7 @@ def upsert_batch(batch: SpotlerBatch) -> None:
         current=current_contact(deps.client, deps.mapping) if check else None,
     )
     _count(deps.redis, batch.run_id, outcome)
+    emit.synced_to_spotler(deps.redis, outcome.written)
     _reassert(deps.redis, batch.run_id, outcome)
     for change, code, message in outcome.rejected:
         dead_letter_item(

@@ -32,6 +32,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name
 
 from connector.errors import ConnectorError
+from connector.events import emit
 from connector.redaction import redact
 from connector.state.tombstones import Tombstones
 
@@ -186,6 +187,8 @@ class DeadLetterStore:
             log.info("dead letter %s not stored: its contacts are forgotten", letter.id)
             return
         self._store(kept)
+        emit.dead_lettered(self.client, letter_id=kept.id, contacts=contacts_of(kept), queue=kept.queue,
+                           reason=kept.reason, error_class=kept.error_class, attempts=kept.attempts)
 
     def _store(self, letter: DeadLetter) -> None:
         with self.client.pipeline(transaction=True) as pipe:
