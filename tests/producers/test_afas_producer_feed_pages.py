@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import redis
-from tests.producers.conftest import Clock, Outbox, Sandboxes, afas_producer, spotler_producer
+from tests.producers.conftest import Clock, Outbox, Sandboxes, afas_producer, applied, read_afas, spotler_producer
 
 from connector.state.cursors import CursorStore
 
@@ -39,25 +39,32 @@ def test_a_window_of_thousands_of_spotler_changes_is_read_in_one_request(
 def test_a_poll_that_finds_no_afas_change_reads_nothing_from_spotler(
     sandboxes: Sandboxes, redis_client: redis.Redis
 ) -> None:
-    """The look at Spotler serves the rows a poll decides on: with none, it would only spend the rate."""
-    afas = sandboxes.afas(20, 1, T0 - timedelta(hours=3))
+    """The look at Spotler serves the rows a poll decides on: with none (no row, or none changed), it
+    would only spend the rate the workers write with."""
+    afas = sandboxes.afas(20, 2, T0 - timedelta(hours=3))  # a seed without blocked contacts
     afas.set_clock(T0)
     spotler = sandboxes.spotler(T0)
     afas_client, spotler_client = afas.client(), spotler.client()
     sandboxes.close_later(afas_client)
     sandboxes.close_later(spotler_client)
-    clock = Clock(T0)
-    producer = afas_producer(afas_client, redis_client, Outbox(), clock, spotler=spotler_client)
+    clock, outbox = Clock(T0), Outbox()
+    producer = afas_producer(afas_client, redis_client, outbox, clock, spotler=spotler_client)
     first = producer.poll_once()  # the first sync reads every row, and looks once
     assert first.read == 20
     assert spotler.call("GET", "/requests")["routes"] == {FEED: 1}
+    applied(redis_client, outbox.changes)  # the workers wrote them: both systems agree
     spotler.call("DELETE", "/requests")
     afas.set_clock(T0 + timedelta(hours=1))
     clock.now = T0 + timedelta(hours=1)
 
     quiet = producer.poll_once()
-
     assert quiet.read == 0
+    assert spotler.call("GET", "/requests")["routes"] == {}
+    # Every row read again, none changed (a blocked one would need the look: the producer undoes
+    # Spotler opt-ins of blocked contacts).
+    assert not any(r.blocked for r in read_afas(afas).valid.values())
+    again = producer.poll_once(full=True)
+    assert (again.read, again.changed) == (20, 0)
     assert spotler.call("GET", "/requests")["routes"] == {}
 
 

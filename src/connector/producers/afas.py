@@ -140,9 +140,9 @@ class AfasProducer:
             cursor_from=since.isoformat() if since else None,
         )
         t0 = time.perf_counter()
-        # Read only once a page has rows: a poll that finds no AFAS change spends none of the
-        # Spotler rate the workers write with (during a first sync, most of a minute's polls).
-        spotler: dict[str, SpotlerSeen] | None = None
+        # Read on the first row that needs it: a poll that finds no AFAS change spends none of the
+        # Spotler rate the workers write with (during a first sync, every poll after the pass).
+        spotler = _Look(lambda: self._look_at_spotler(started))
         present: set[str] = set()
         column = self.mapping.keys.contact_id
         pages = self._pages(since)
@@ -153,9 +153,7 @@ class AfasProducer:
                 break
             if full:
                 present.update(str(row.get(column)) for row in rows)
-            if spotler is None and rows:
-                spotler = self._look_at_spotler(started)
-            self._handle_page(rows, spotler or {}, result, read_at)
+            self._handle_page(rows, spotler, result, read_at)
             self.sink.flush(result)
             if progress:
                 progress(result)
@@ -227,7 +225,7 @@ class AfasProducer:
         return seen
 
     def _handle_page(
-        self, rows: list[dict[str, Any]], spotler: dict[str, SpotlerSeen], result: PollResult, read_at: int
+        self, rows: list[dict[str, Any]], spotler: _Look, result: PollResult, read_at: int
     ) -> None:
         result.read += len(rows)
         records: list[ContactRecord] = []
@@ -258,7 +256,8 @@ class AfasProducer:
         now = time.time()
         for record, state in zip(records, states, strict=True):
             try:
-                self._handle_record(record, state, spotler.get(record.contact_id), now, result)
+                seen = spotler.get(record.contact_id) if _needs_look(record, state, now) else None
+                self._handle_record(record, state, seen, now, result)
             except redis.RedisError:
                 raise
             except Exception as exc:
@@ -404,6 +403,30 @@ class AfasProducer:
         values = unbeaten("afas", record.values, before, state, on_afas, now)
         return (msgspec.structs.replace(record, values=values),
                 unbeaten("spotler", view, before, state, on_spotler, now) if view is not None else None)
+
+
+class _Look:
+    """Spotler's recent feed as the AFAS producer looks at it: read once per poll, on first need."""
+
+    def __init__(self, read: Callable[[], dict[str, SpotlerSeen]]) -> None:
+        self._read = read
+        self._seen: dict[str, SpotlerSeen] | None = None
+
+    def get(self, contact_id: str) -> SpotlerSeen | None:
+        if self._seen is None:
+            self._seen = self._read()
+        return self._seen.get(contact_id)
+
+
+def _needs_look(record: ContactRecord, state: ContactState | None, now: float) -> bool:
+    """A row the merge rules may need Spotler's side for: new, blocked, changed, or with a change on its way.
+
+    A row that equals what both systems agreed on, with nothing pending, gives the AFAS
+    producer nothing to decide: a Spotler edit of it is the Spotler producer's to settle.
+    """
+    if state is None or not state.synced or record.blocked:
+        return True
+    return bool(diff(record.values, state.values) or state.pending("spotler", now) or state.pending("afas", now))
 
 
 def _afas_edit_time(record: ContactRecord, state: ContactState | None, before: dict[str, Value] | None) -> int:
