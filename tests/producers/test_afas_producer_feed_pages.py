@@ -88,3 +88,29 @@ def test_the_spotler_producer_reads_a_crowded_window_in_the_largest_pages_too(
 
     assert result.read == 3000
     assert spotler.call("GET", "/requests")["routes"][FEED] == 1
+
+
+def test_rows_whose_changes_are_on_their_way_are_not_looked_at_again(
+    sandboxes: Sandboxes, redis_client: redis.Redis
+) -> None:
+    """During a first sync the polls after the pass re-read rows whose changes still wait in the queue:
+    nothing new to decide, so no Spotler read. A row changed again in AFAS is looked at."""
+    afas = sandboxes.afas(20, 2, T0 - timedelta(hours=3))  # a seed without blocked contacts
+    afas.set_clock(T0)
+    spotler = sandboxes.spotler(T0)
+    afas_client, spotler_client = afas.client(), spotler.client()
+    sandboxes.close_later(afas_client)
+    sandboxes.close_later(spotler_client)
+    outbox = Outbox()
+    producer = afas_producer(afas_client, redis_client, outbox, Clock(T0), spotler=spotler_client)
+    producer.poll_once()  # enqueued, not written: every change is on its way
+    spotler.call("DELETE", "/requests")
+
+    again = producer.poll_once(full=True)
+
+    assert (again.read, again.changed) == (20, 0)
+    assert spotler.call("GET", "/requests")["routes"] == {}
+    record = next(iter(read_afas(afas).valid.values()))
+    afas.edit("person", record.person_id, FiNm="Opnieuw")
+    producer.poll_once(full=True)
+    assert spotler.call("GET", "/requests")["routes"] == {FEED: 1}

@@ -419,14 +419,20 @@ class _Look:
 
 
 def _needs_look(record: ContactRecord, state: ContactState | None, now: float) -> bool:
-    """A row the merge rules may need Spotler's side for: new, blocked, changed, or with a change on its way.
+    """A row the merge rules may need Spotler's side for: new, blocked, or changed since it was last decided.
 
-    A row that equals what both systems agreed on, with nothing pending, gives the AFAS
-    producer nothing to decide: a Spotler edit of it is the Spotler producer's to settle.
+    A row that equals what both systems agreed on, or whose every change is the one already
+    on its way to Spotler, gives the AFAS producer nothing new to decide: a Spotler edit of it
+    is the Spotler producer's to settle. (During a first sync the polls after the pass re-read
+    rows whose changes still wait in the queue: looking for each would spend the Spotler rate
+    the workers write with.)
     """
-    if state is None or not state.synced or record.blocked:
+    if state is None or record.blocked or state.pending("afas", now):
         return True
-    return bool(diff(record.values, state.values) or state.pending("spotler", now) or state.pending("afas", now))
+    pending = state.pending("spotler", now)
+    changed = diff(record.values, state.values if state.synced else None)
+    return (any(n not in pending or pending[n].value != v for n, v in changed.items())
+            or any(record.values.get(n) != p.value for n, p in pending.items()))
 
 
 def _afas_edit_time(record: ContactRecord, state: ContactState | None, before: dict[str, Value] | None) -> int:
