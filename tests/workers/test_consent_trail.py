@@ -171,6 +171,9 @@ def test_a_superseded_opt_in_is_recorded_as_superseded(spotler: SpotlerClient, r
     # An older opt-in delivered late: the ordering check supersedes it, Spotler keeps the opt-out.
     spotler_write(spotler, redis_client, [to_spotler("8201", {"permissions.1": True}, STAMP + 10)],
                   now_ms=STAMP + 200)
+    # A redelivery of the applied opt-out changes nothing: no record.
+    spotler_write(spotler, redis_client, [to_spotler("8201", {"permissions.1": False}, STAMP + 50)],
+                  now_ms=STAMP + 300)
     trail = ConsentTrail(redis_client).timeline("8201")
     assert [(r.new, r.result, r.source_stamp) for r in trail] == [(False, "written", STAMP + 50),
                                                                   (True, "superseded", STAMP + 10)]
@@ -183,6 +186,16 @@ def test_an_unmapped_hard_bounce_is_recorded_as_rejected(afas: Afas, redis_clien
     apply(back(contact, {}, 0, bounce="HARDBOUNCE", last_changed=STAMP), deps)
     [record] = ConsentTrail(redis_client).timeline(str(contact["ContactId"]))
     assert (record.kind, record.result, record.source_stamp) == ("hard_bounce", "rejected", STAMP)
+
+
+def test_an_opt_out_redelivered_to_afas_is_recorded_once(afas: Afas, redis_client: redis.Redis) -> None:
+    deps = AfasDeps(client=afas.client, redis=redis_client, mapping=MAPPING, ordering=Ordering(redis_client))
+    contact = subscribed(afas, 0)
+    opt_out = back(contact, {"permissions.1": False}, STAMP)
+    apply(opt_out, deps)
+    assert apply(opt_out, deps).superseded == ["permissions.1"]
+    trail = ConsentTrail(redis_client).timeline(str(contact["ContactId"]))
+    assert [(r.field, r.new, r.result) for r in trail] == [("permissions.1", False, "written")]
 
 
 def test_a_trail_that_cannot_be_stored_is_counted_not_raised(redis_client: redis.Redis) -> None:

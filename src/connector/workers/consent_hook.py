@@ -3,6 +3,12 @@
 The write the records describe has landed (or was settled), so an error while
 building or storing them is logged and counted (``consent_unrecorded``), never
 raised. Each call also drops the records past ``CONSENT_RETENTION_DAYS``.
+
+A permission bit is ``written`` when the agreed state now holds the value
+written, ``superseded`` when the ordering check left it out and the agreed
+state holds another value; a bit the agreed state already held (a
+redelivery of an applied change) and one AFAS has no field for record
+nothing. A blocked flag is recorded when it flips in a written change.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ def to_spotler(client: redis.Redis, outcome: BatchOutcome, *, retention_s: float
             writes = permission_writes(client, [(c.contact_id, c.changes, c.new) for c in changes])
             for change in changes:
                 for w in writes.get(change.contact_id, []):
+                    if result == "superseded" and w.held:
+                        continue  # the agreed state holds it already (a redelivery): no change of consent
                     records.append(ConsentRecord(
                         contact_id=change.contact_id, kind="permission", field=w.field, bit=w.bit, new=w.new,
                         old=w.old, source="afas", source_stamp=change.stamps.get(w.field, 0), target="spotler",
@@ -84,12 +92,12 @@ def to_afas(
     def build() -> list[ConsentRecord]:
         records: list[ConsentRecord] = []
         for w in permission_writes(client, [(change.contact_id, change.changes, False)]).get(change.contact_id, []):
-            if w.field in superseded or not w.held:
+            if w.field in superseded and not w.held:
                 result: Result = "superseded"
-            elif outcome.written:
+            elif w.field not in superseded and w.held and outcome.written:
                 result = "written"
             else:
-                continue  # nowhere to write it in AFAS (no write-back target): no change of consent there
+                continue  # held already (a redelivery), or not sent (no write-back target): no change there
             records.append(ConsentRecord(
                 contact_id=change.contact_id, kind="permission", field=w.field, bit=w.bit, new=w.new, old=w.old,
                 source="spotler", source_stamp=change.stamps.get(w.field, change.last_changed), target="afas",
