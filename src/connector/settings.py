@@ -75,6 +75,9 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
                           "erased, tombstone kept) after this many days"),
     "RETENTION_DAYS": ("30", "rejections, settled conflicts and dead letters are deleted this many days after "
                        "they were last seen or failed"),
+    "CONSENT_RETENTION_DAYS": ("730", "records of the consent audit trail (permission bits, AFAS blocks, hard "
+                               "bounces as applied: `connector consent`) are deleted this many days after "
+                               "they were applied"),
     "ALERT_WEBHOOK_URL": (None, "where alerts are POSTed (a Slack incoming webhook, or any URL taking JSON); a "
                           "secret, never logged; unset = no alerts"),
     "ALERT_FORMAT": ("slack", "slack = {\"text\": …} only; json = the text and the structured fields (condition, "
@@ -115,6 +118,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     spotler_restart_lookback_s: float = 86400.0
     forget_after_days: float = 30.0
     retention_days: float = 30.0
+    consent_retention_days: float = 730.0
     alert_webhook_url: Secret | None = None
     alert_format: Literal["slack", "json"] = "slack"
     alert_repeat_s: float = 3600.0
@@ -183,6 +187,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             spotler_restart_lookback_s=float(number("SPOTLER_RESTART_LOOKBACK_S", float, 0)),
             forget_after_days=float(number("FORGET_AFTER_DAYS", float, 0)),
             retention_days=float(number("RETENTION_DAYS", float, 0)),
+            consent_retention_days=float(number("CONSENT_RETENTION_DAYS", float, 0)),
             alert_webhook_url=Secret(webhook) if (webhook := get("ALERT_WEBHOOK_URL")) else None,
             alert_format="json" if alert_format == "json" else "slack",
             alert_repeat_s=float(number("ALERT_REPEAT_S", float, 1)),

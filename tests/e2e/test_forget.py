@@ -85,6 +85,12 @@ def test_forget_leaves_no_personal_data_in_redis_and_old_changes_write_nothing(
     everything = redis_text(redis_client)
     assert [p for p in personal if p.encode() not in everything] == []  # the search does find them
 
+    # The workers kept the contact's consent trail (its permission bits as first written to Spotler).
+    trail = connector(stack, "consent", cid, "--json")
+    assert trail.returncode == 0, trail.stderr
+    assert {(r["kind"], r["source"], r["target"]) for r in json.loads(trail.stdout)} >= {
+        ("permission", "afas", "spotler")}
+
     refused = connector(stack, "forget", cid, "--yes")
     assert refused.returncode == 1
     assert f"AFAS still lists contact(s) {cid}: erase them in AFAS first" in refused.stderr
@@ -94,6 +100,8 @@ def test_forget_leaves_no_personal_data_in_redis_and_old_changes_write_nothing(
     assert {k: report[k] for k in ("contacts", "agreed_state", "rejections", "conflicts", "dead_letters")} == {
         "contacts": [cid], "agreed_state": 1, "rejections": 1, "conflicts": 1, "dead_letters": 1}
     assert "voorbeeld.nl" not in done.stdout
+    assert report["consent_records"] >= 1
+    assert json.loads(connector(stack, "consent", cid, "--json").stdout) == []
 
     # New edits on both sides after the forget, then the workers take the old changes.
     afas_edit(stack, "person", person, FiNm="Na-Vergeten")

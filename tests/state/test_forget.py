@@ -12,6 +12,7 @@ from connector.state import keys
 from connector.state.agreed import AgreedStore
 from connector.state.beaten import BeatenValues
 from connector.state.conflicts import ConflictStore
+from connector.state.consent import ConsentRecord, ConsentTrail
 from connector.state.departed import Departed
 from connector.state.doubt import WritesInDoubt
 from connector.state.forget import erase
@@ -53,6 +54,12 @@ def conflict(cid: str) -> Conflict:
                     agreed_value=None, rule="owner:afas", winner="afas", value=email)
 
 
+def consent_record(cid: str, applied_at: int) -> ConsentRecord:
+    return ConsentRecord(contact_id=cid, kind="permission", field="permissions.1", bit=1, new=False, old=True,
+                         source="spotler", source_stamp=applied_at - 500, target="afas", applied_at=applied_at,
+                         result="written")
+
+
 def test_erase_removes_every_record_of_the_contact_and_keeps_a_tombstone(redis_client: redis.Redis) -> None:
     commit(redis_client, "7")
     commit(redis_client, "8", "blijft@voorbeeld.nl")
@@ -72,13 +79,16 @@ def test_erase_removes_every_record_of_the_contact_and_keeps_a_tombstone(redis_c
         WritesInDoubt(redis_client, into).mark("7", {"permissions.1": True}, 1, {"permissions.1": 0})
     WritesInDoubt(redis_client, "afas").mark("8", {"permissions.1": True}, 1, {"permissions.1": 0})
     BeatenValues(redis_client).note([conflict("7")])
+    trail = ConsentTrail(redis_client)
+    trail.record([consent_record("7", 1000), consent_record("7", 2000), consent_record("8", 1500)])
+    assert trail.blocked_flips([("7", True), ("8", True)]) == {"7": True, "8": True}
     assert EMAIL.encode() in dump(redis_client)
 
     report = erase(redis_client, ["7"], now=1234.0)
 
     assert msgspec.to_builtins(report) == {
         "contacts": ["7"], "agreed_state": 1, "rejections": 2, "conflicts": 1, "dead_letters": 2,
-        "bounce_markers": 1, "departed": 1, "forgotten_at": 1234.0,
+        "bounce_markers": 1, "departed": 1, "consent_records": 2, "forgotten_at": 1234.0,
     }
     everything = dump(redis_client)
     assert EMAIL.encode() not in everything
@@ -100,6 +110,10 @@ def test_erase_removes_every_record_of_the_contact_and_keeps_a_tombstone(redis_c
     assert redis_client.keys(f"{keys.PREFIX}:beaten:*") == []
     assert Tombstones(redis_client).which(["7", "8"]) == {"7"}
     assert redis_client.zscore(keys.FORGOTTEN, "7") == 1234.0
+    assert trail.timeline("7", now=10.0) == []
+    assert [r.contact_id for r in trail.since(0, now=10.0)] == ["8"]
+    assert redis_client.smembers(f"{keys.PREFIX}:consent:blocked") == {b"8"}
+    assert [redis_client.zscore(f"{keys.PREFIX}:consent:{index}", "7") for index in ("t", "first")] == [None, None]
 
 
 def test_a_tombstone_keeps_every_write_path_from_recreating_the_state(redis_client: redis.Redis) -> None:
@@ -140,10 +154,14 @@ def test_the_retention_sweep_drops_old_records_and_old_tombstones(redis_client: 
     store.add(batch_letter("2", failed_at=now - 29 * DAY))
     Tombstones(redis_client).add(["3"], now=now - (TOMBSTONE_DAYS + 1) * DAY)
     Tombstones(redis_client).add(["4"], now=now - (TOMBSTONE_DAYS - 1) * DAY)
+    ConsentTrail(redis_client).record([consent_record("5", int((now - 61 * DAY) * 1000)),
+                                       consent_record("5", int((now - 59 * DAY) * 1000))])
 
-    report = sweep(redis_client, retention_s=30 * DAY, now=now)
+    report = sweep(redis_client, retention_s=30 * DAY, now=now, consent_retention_s=60 * DAY)
 
-    assert msgspec.to_builtins(report) == {"rejections": 1, "conflicts": 1, "dead_letters": 1, "tombstones": 1}
+    assert msgspec.to_builtins(report) == {"rejections": 1, "conflicts": 1, "dead_letters": 1, "tombstones": 1,
+                                           "consent_records": 1}
+    assert len(ConsentTrail(redis_client, retention_s=1000 * DAY).timeline("5", now=now)) == 1
     assert [r.contact_id for r in RejectionStore(redis_client).list()] == ["2"]
     assert [r.conflict.contact_id for r in ConflictStore(redis_client).list()] == ["2"]
     assert [contacts_of(letter) for letter in store.list()] == [["2"]]

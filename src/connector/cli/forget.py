@@ -48,7 +48,7 @@ def forget(app: AppContext, contact_ids: tuple[str, ...], force: bool, yes: bool
     """Erase the link's data about these contacts, keeping only a tombstone (id and time).
 
     Removes their agreed state, pending changes, rejections, conflicts, dead
-    letters and bounce markers from Redis. A contact AFAS still lists is
+    letters, bounce markers and consent trail from Redis. A contact AFAS still lists is
     refused (erase it in AFAS first, or --force: it is then not synced while
     the tombstone lasts, 30 days). Spotler is not touched: anonymize the
     contact there yourself.
@@ -82,6 +82,7 @@ def forget(app: AppContext, contact_ids: tuple[str, ...], force: bool, yes: bool
     click.echo(
         f"forgot {len(report.contacts)} contact(s): {report.agreed_state} agreed state(s), "
         f"{report.rejections} rejection(s), {report.conflicts} conflict(s), {report.dead_letters} dead letter(s), "
-        f"{report.bounce_markers} bounce marker(s), {report.departed} departure(s) removed; tombstones kept"
+        f"{report.bounce_markers} bounce marker(s), {report.departed} departure(s), "
+        f"{report.consent_records} consent record(s) removed; tombstones kept"
     )
     click.echo("Spotler still holds these contacts: anonymize them there (Spotler has no delete).")

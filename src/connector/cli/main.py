@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from connector.cli.consent import consent
 from connector.cli.context import AppContext
 from connector.cli.demo import demo
 from connector.cli.dlq import dlq
@@ -48,7 +49,7 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = AppContext(settings=settings)
 
 
-for command in (conflicts, demo, dlq, doctor, forget, migrate, produce, publish_events, rejects, resync, runs,
+for command in (conflicts, consent, demo, dlq, doctor, forget, migrate, produce, publish_events, rejects, resync, runs,
                 sandbox, status, testplan, web, work):
     cli.add_command(command)
 

@@ -31,16 +31,14 @@ from connector.events.schemas import (
 )
 from connector.redaction import redact
 from connector.schemas.events import AfasChange, ContactChange, Value
-from connector.state.agreed import AgreedStore
 from connector.state.keys import COUNTERS
+from connector.state.permissions import permission_writes
 from connector.sync.merge import Conflict
 from connector.sync.rows import Rejection
 
 __all__ = ["conflicts_settled", "dead_lettered", "rejected", "synced_to_spotler", "written_back"]
 
 log = logging.getLogger(__name__)
-
-_PERMISSION = "permissions."
 
 
 def _record(client: redis.Redis, what: str, build: Callable[[Outbox], Sequence[DomainEvent]]) -> None:
@@ -62,30 +60,16 @@ def _record(client: redis.Redis, what: str, build: Callable[[Outbox], Sequence[D
                     outbox.max_len, trimmed)
 
 
-def _bit(name: str) -> int | None:
-    suffix = name[len(_PERMISSION):]
-    return int(suffix) if suffix.isdigit() else None
-
-
 def _consents(
     client: redis.Redis, system: str, items: Sequence[tuple[str, dict[str, Value], bool]],
 ) -> dict[str, list[ConsentChanged]]:
     """Per contact, the written permission bits the agreed state now holds (items: contact, changes, new)."""
-    wanted = [(cid, changes, new) for cid, changes, new in items
-              if any(n.startswith(_PERMISSION) and isinstance(v, bool) for n, v in changes.items())]
-    if not wanted:
-        return {}
-    states = AgreedStore(client).states([cid for cid, _, _ in wanted])
-    found: dict[str, list[ConsentChanged]] = {}
-    for (cid, changes, new), state in zip(wanted, states, strict=True):
-        agreed = state.values if state is not None else {}
-        for name, value in sorted(changes.items()):
-            if name.startswith(_PERMISSION) and isinstance(value, bool) and agreed.get(name) == value:
-                found.setdefault(cid, []).append(ConsentChanged(
-                    contact_id=cid, system="afas" if system == "afas" else "spotler", field=name, bit=_bit(name),
-                    new=value, old=None if new else not value,
-                ))
-    return found
+    return {
+        cid: [ConsentChanged(contact_id=cid, system="afas" if system == "afas" else "spotler", field=w.field,
+                             bit=w.bit, new=w.new, old=w.old) for w in writes if w.held]
+        for cid, writes in permission_writes(client, items).items()
+        if any(w.held for w in writes)
+    }
 
 
 def synced_to_spotler(client: redis.Redis, written: Sequence[ContactChange]) -> None:

@@ -16,6 +16,9 @@ their own), what ``erase`` does with a forgotten contact:
   the contact **taken out** of every letter, a letter left empty deleted.
   Dramatiq's own dead-letter queue is adopted into that store first (the CLI).
 - ``connector:feed:bounce:<id>:<date>`` (hard-bounce markers): **deleted**.
+- ``connector:consent:c:<id>``, ``:consent:t``, ``:consent:first``,
+  ``:consent:blocked`` (the consent trail, ``connector.state.consent``): the
+  contact's trail and entries **deleted**.
 - ``connector:departed`` (when a full pass missed it): its entry **deleted**.
 - ``connector:forgotten``: the **tombstone** (id and time) is added first, so
   nothing that runs meanwhile can write the contact's state again
@@ -47,6 +50,7 @@ from connector.state import keys
 from connector.state.agreed import AgreedStore
 from connector.state.beaten import BeatenValues
 from connector.state.conflicts import ConflictStore
+from connector.state.consent import ConsentTrail
 from connector.state.departed import Departed
 from connector.state.doubt import WritesInDoubt
 from connector.state.rejections import RejectionStore
@@ -66,6 +70,7 @@ class ForgetReport(msgspec.Struct, kw_only=True):
     dead_letters: int = 0
     bounce_markers: int = 0
     departed: int = 0
+    consent_records: int = 0
     forgotten_at: float = 0.0
 
 
@@ -85,6 +90,7 @@ def erase(
     BeatenValues.erase(client, ids)
     report.rejections = RejectionStore(client).forget(ids)
     report.conflicts = ConflictStore(client).forget(ids)
+    report.consent_records = ConsentTrail(client).erase(ids)
     report.dead_letters = (dead_letters or DeadLetterStore(client)).forget(ids)
     for cid in ids:
         markers = list(client.scan_iter(match=keys.bounce_markers(_glob(cid)), count=1000))

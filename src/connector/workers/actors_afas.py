@@ -20,6 +20,7 @@ from connector.settings import Settings
 from connector.state.keys import run_outcome
 from connector.state.limits import afas_cap
 from connector.state.ordering import Ordering
+from connector.workers import consent_hook
 from connector.workers.actor import connector_actor, send
 from connector.writers.afas import AfasOutcome, write_change
 
@@ -40,6 +41,7 @@ class AfasDeps(msgspec.Struct, frozen=True, kw_only=True):
     lease_s: float = 75.0
     getconnector: str = "Spotler_Contacts"
     late_ms: int = 32_000  # a change older than this has waited: read the AFAS row first
+    consent_retention_s: float = 730 * 86400.0
 
 
 def build_deps(settings: Settings) -> AfasDeps:
@@ -56,6 +58,7 @@ def build_deps(settings: Settings) -> AfasDeps:
         lease_s=cap.max_wait_s + settings.http_timeout_s + 15,
         getconnector=settings.afas_getconnector,
         late_ms=int((settings.poll_interval_s + 2) * 1000),
+        consent_retention_s=settings.consent_retention_days * 86400,
     )
 
 
@@ -77,6 +80,7 @@ def apply(change: AfasChange, deps: AfasDeps) -> AfasOutcome:
         recent=_row_reader(deps) if needs_row_check(change, deps.late_ms) else None,
     )
     emit.written_back(deps.redis, change, outcome.written, outcome.superseded)
+    consent_hook.to_afas(deps.redis, change, outcome, retention_s=deps.consent_retention_s)
     if change.run_id:
         pipe = deps.redis.pipeline(transaction=False)
         pipe.hincrby(run_outcome(change.run_id), "written", 1 if outcome.written else 0)

@@ -22,6 +22,7 @@ from connector.state.cursors import CursorStore
 from connector.state.keys import COUNTERS, run_outcome
 from connector.state.limits import RateLimiter, spotler_rate
 from connector.state.ordering import Ordering
+from connector.workers import consent_hook
 from connector.workers.actor import connector_actor, dead_letter_item, send
 from connector.writers.spotler import BatchOutcome, Recent, current_contact, recent_changes, write_batch
 
@@ -42,6 +43,7 @@ class _Deps(msgspec.Struct, frozen=True):
     lease_s: float
     mapping: Mapping
     late_ms: int  # a change older than this has waited: look at Spotler's recent changes first
+    consent_retention_s: float
 
 
 @runtime.once
@@ -60,7 +62,8 @@ def _deps() -> _Deps:
     # The batch's leases outlive the wait for a rate slot plus the call; no longer, so contacts
     # a killed worker held are free again soon.
     return _Deps(client, connection, Ordering(connection), rate, bits, rate.max_wait_s + settings.http_timeout_s + 10,
-                 runtime.mapping(settings), int((settings.poll_interval_s + 2) * 1000))
+                 runtime.mapping(settings), int((settings.poll_interval_s + 2) * 1000),
+                 settings.consent_retention_days * 86400)
 
 
 def _waited(batch: SpotlerBatch, late_ms: int) -> bool:
@@ -118,6 +121,7 @@ def upsert_batch(batch: SpotlerBatch) -> None:
     )
     _count(deps.redis, batch.run_id, outcome)
     emit.synced_to_spotler(deps.redis, outcome.written)
+    consent_hook.to_spotler(deps.redis, outcome, retention_s=deps.consent_retention_s)
     _reassert(deps.redis, batch.run_id, outcome)
     for change, code, message in outcome.rejected:
         dead_letter_item(
