@@ -13,6 +13,7 @@ from connector.clients.afas import AfasClient
 from connector.schemas.events import SpotlerBatch
 from connector.state import keys
 from connector.state.agreed import AgreedStore
+from connector.state.consent import ConsentRecord, ConsentTrail
 from connector.state.departed import Departed
 from connector.state.forget import erase
 from connector.state.rejections import RejectionStore
@@ -92,3 +93,19 @@ def test_the_same_walk_found_gone_again_keeps_the_first_time_and_a_broken_filter
     synced_elsewhere(redis_client, *[(str(900010 + n), True) for n in range(5)])
     producer(afas, redis_client, "ignore", sent, clock=clock).poll_once(full=True)
     assert Departed(redis_client).all() == ["900001"]
+
+
+def test_the_afas_producers_housekeeping_drops_consent_records_past_their_retention(
+    afas: AfasClient, redis_client: redis.Redis
+) -> None:
+    def record(cid: str, days_ago: float) -> ConsentRecord:
+        at = int((T - timedelta(days=days_ago)).timestamp() * 1000)
+        return ConsentRecord(contact_id=cid, kind="permission", field="permissions.1", new=False, bit=1,
+                             source="spotler", source_stamp=at, target="afas", applied_at=at, result="written")
+
+    ConsentTrail(redis_client).record([record("7", 800), record("8", 10)])
+    sent: list[SpotlerBatch] = []
+    producer(afas, redis_client, "ignore", sent, clock=Clock(T), consent_retention_s=730 * 86400).poll_once()
+    everything = ConsentTrail(redis_client, retention_s=10_000 * 86400)
+    assert ([r.contact_id for r in everything.timeline("7", now=T.timestamp())],
+            [r.contact_id for r in everything.timeline("8", now=T.timestamp())]) == ([], ["8"])

@@ -45,6 +45,7 @@ def _afas_producer(ctx: AppContext, *, allow_deletions: bool = False):  # type: 
         allow_deletions=allow_deletions,
         forget_after_s=settings.forget_after_days * 86400,
         retention_s=settings.retention_days * 86400,
+        consent_retention_s=settings.consent_retention_days * 86400,
     )
 
 

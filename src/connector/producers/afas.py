@@ -86,6 +86,7 @@ class AfasProducer:
         allow_deletions: bool = False,
         forget_after_s: float = 30 * 86400,
         retention_s: float = 30 * 86400,
+        consent_retention_s: float = 730 * 86400,
         housekeeping: bool = True,
     ) -> None:
         self.client = client
@@ -101,6 +102,7 @@ class AfasProducer:
         self.allow_deletions = allow_deletions
         self.forget_after_s = forget_after_s
         self.retention_s = retention_s
+        self.consent_retention_s = consent_retention_s
         self.housekeeping = housekeeping  # departures and retention; off for a dry run, which writes nothing
         self.tombstones = Tombstones(redis_client)
         self.departed = Departed(redis_client)
@@ -182,7 +184,7 @@ class AfasProducer:
         if forgotten:
             log.info("forgot %d contact(s) gone from AFAS for %.0f days: %s", len(forgotten),
                      self.forget_after_s / 86400, ", ".join(forgotten))
-        sweep(self.redis, retention_s=self.retention_s, now=now)
+        sweep(self.redis, retention_s=self.retention_s, now=now, consent_retention_s=self.consent_retention_s)
 
     def _handle_gone(self, present: set[str], result: PollResult) -> None:
         """Note the contacts gone from the GetConnector as departed; apply the mapping's ``deletions`` policy."""
