@@ -427,79 +427,77 @@ def _opted_out(sandbox: Sandbox, write: Write, redis_client: redis.Redis) -> tup
     return contact, state.stamp("permissions.1")
 
 
+class DiedOptIn(msgspec.Struct):
+    """An opt-in whose PUT reached AFAS and whose worker died before the commit; its lease ran out."""
+
+    cid: str
+    contact: dict[str, Any]
+    change: AfasChange
+    redeliver: Callable[[], AfasOutcome]
+
+
+def _opt_in_that_died(sandbox: Sandbox, write: Write, redis_client: redis.Redis) -> DiedOptIn:
+    contact, base = _opted_out(sandbox, write, redis_client)
+    cid = str(contact["ContactId"])
+    opt_in = change_for(contact, {"permissions.1": True}, stamp=base + 10, base=base)
+    ordering, row = Ordering(redis_client), _row_reader(sandbox)
+    with pytest.raises(Killed):
+        write_change(opt_in, client=DiesAfterPut(sandbox.client), mapping=MAPPING,  # type: ignore[arg-type]
+                     ordering=ordering, redis_client=redis_client, recent=row)
+    assert sandbox.contact(cid)["Newsletter"] is True  # it landed; the agreed state still says no
+    assert redis_client.hkeys(keys.doubt("afas", cid)) == [b"permissions.1"]
+    redis_client.delete(keys.lease(cid))
+    return DiedOptIn(cid, contact, opt_in, lambda: write_change(
+        opt_in, client=sandbox.client, mapping=MAPPING, ordering=ordering, redis_client=redis_client, recent=row))
+
+
+def _afas_edit_later(sandbox: Sandbox, entity: str, key: object, fields: dict[str, Any]) -> None:
+    """An AFAS user's edit half a minute later (the sandbox's clock moved on)."""
+    sandbox.http.post("/_sandbox/clock", json={"offset_s": 30}).raise_for_status()
+    sandbox.http.post("/_sandbox/edit", json={"entity": entity, "id": key, "fields": fields}).raise_for_status()
+
+
 def test_an_afas_opt_out_after_an_unconfirmed_opt_in_stands_and_goes_to_spotler(
     sandbox: Sandbox, write: Write, redis_client: redis.Redis
 ) -> None:
     """The opt-in reached AFAS, its worker died before the commit; an AFAS user then opted the contact
     out, which puts back exactly the value the agreed state holds. The redelivered opt-in must not undo
     that opt-out: it stands in AFAS and is owed to Spotler."""
-    contact, base = _opted_out(sandbox, write, redis_client)
-    cid = str(contact["ContactId"])
-    opt_in = change_for(contact, {"permissions.1": True}, stamp=base + 10, base=base)
-    ordering, row = Ordering(redis_client), _row_reader(sandbox)
-    dying = DiesAfterPut(sandbox.client)
-    with pytest.raises(Killed):
-        write_change(opt_in, client=dying, mapping=MAPPING, ordering=ordering,  # type: ignore[arg-type]
-                     redis_client=redis_client, recent=row)
-    assert sandbox.contact(cid)["Newsletter"] is True  # it landed; the agreed state still says no
-    redis_client.delete(keys.lease(cid))  # the dead worker's lease runs out
-    sandbox.http.post("/_sandbox/clock", json={"offset_s": 30}).raise_for_status()
-    sandbox.http.post("/_sandbox/edit", json={"entity": "contact", "id": cid,
-                                              "fields": {NEWSLETTER: False}}).raise_for_status()
+    died = _opt_in_that_died(sandbox, write, redis_client)
+    _afas_edit_later(sandbox, "contact", died.cid, {NEWSLETTER: False})
 
-    outcome = write_change(opt_in, client=sandbox.client, mapping=MAPPING, ordering=ordering,
-                           redis_client=redis_client, recent=row)
+    outcome = died.redeliver()
 
-    assert sandbox.contact(cid)["Newsletter"] is False
+    assert sandbox.contact(died.cid)["Newsletter"] is False
     assert outcome.superseded == ["permissions.1"]
     assert outcome.written == []
     assert [(o.name, o.value) for o in outcome.owed] == [("permissions.1", False)]
-    assert redis_client.exists(keys.doubt("afas", cid)) == 0
+    assert redis_client.exists(keys.doubt("afas", died.cid)) == 0
 
 
 def test_without_the_doubt_mark_the_redelivered_opt_in_undoes_the_afas_opt_out(
     sandbox: Sandbox, write: Write, redis_client: redis.Redis
 ) -> None:
     """The same sequence with the mark gone (as before marks): the opt-in goes in over the opt-out."""
-    contact, base = _opted_out(sandbox, write, redis_client)
-    cid = str(contact["ContactId"])
-    opt_in = change_for(contact, {"permissions.1": True}, stamp=base + 10, base=base)
-    ordering, row = Ordering(redis_client), _row_reader(sandbox)
-    with pytest.raises(Killed):
-        write_change(opt_in, client=DiesAfterPut(sandbox.client), mapping=MAPPING,  # type: ignore[arg-type]
-                     ordering=ordering, redis_client=redis_client, recent=row)
-    redis_client.delete(keys.lease(cid), keys.doubt("afas", cid))
-    sandbox.http.post("/_sandbox/clock", json={"offset_s": 30}).raise_for_status()
-    sandbox.http.post("/_sandbox/edit", json={"entity": "contact", "id": cid,
-                                              "fields": {NEWSLETTER: False}}).raise_for_status()
-    outcome = write_change(opt_in, client=sandbox.client, mapping=MAPPING, ordering=ordering,
-                           redis_client=redis_client, recent=row)
+    died = _opt_in_that_died(sandbox, write, redis_client)
+    redis_client.delete(keys.doubt("afas", died.cid))
+    _afas_edit_later(sandbox, "contact", died.cid, {NEWSLETTER: False})
+    outcome = died.redeliver()
     assert outcome.written == ["KnContact"]
-    assert sandbox.contact(cid)["Newsletter"] is True
+    assert sandbox.contact(died.cid)["Newsletter"] is True
 
 
 def test_a_redelivered_opt_in_that_nobody_undid_is_written_and_clears_its_mark(
     sandbox: Sandbox, write: Write, redis_client: redis.Redis
 ) -> None:
-    contact, base = _opted_out(sandbox, write, redis_client)
-    cid = str(contact["ContactId"])
-    opt_in = change_for(contact, {"permissions.1": True}, stamp=base + 10, base=base)
-    ordering, row = Ordering(redis_client), _row_reader(sandbox)
-    with pytest.raises(Killed):
-        write_change(opt_in, client=DiesAfterPut(sandbox.client), mapping=MAPPING,  # type: ignore[arg-type]
-                     ordering=ordering, redis_client=redis_client, recent=row)
-    assert redis_client.hkeys(keys.doubt("afas", cid)) == [b"permissions.1"]
-    redis_client.delete(keys.lease(cid))
-    sandbox.http.post("/_sandbox/clock", json={"offset_s": 30}).raise_for_status()
-    sandbox.http.post("/_sandbox/edit", json={"entity": "person", "id": contact["PersonNo"],
-                                              "fields": {"FiNm": "Elders"}}).raise_for_status()
-    outcome = write_change(opt_in, client=sandbox.client, mapping=MAPPING, ordering=ordering,
-                           redis_client=redis_client, recent=row)
+    died = _opt_in_that_died(sandbox, write, redis_client)
+    _afas_edit_later(sandbox, "person", died.contact["PersonNo"], {"FiNm": "Elders"})
+    outcome = died.redeliver()
     assert outcome.written == ["KnContact"]
     assert outcome.owed == []
-    assert sandbox.contact(cid)["Newsletter"] is True
-    assert redis_client.exists(keys.doubt("afas", cid)) == 0
-    state = AgreedStore(redis_client).state(cid)
+    assert sandbox.contact(died.cid)["Newsletter"] is True
+    assert redis_client.exists(keys.doubt("afas", died.cid)) == 0
+    state = AgreedStore(redis_client).state(died.cid)
     assert state is not None
     assert state.values["permissions.1"] is True
 
@@ -526,23 +524,17 @@ def test_a_stale_mark_does_not_hold_back_a_later_opt_in(
     sandbox: Sandbox, write: Write, redis_client: redis.Redis
 ) -> None:
     """A mark whose field was committed since (another change won) is history, not a doubt."""
-    contact, base = _opted_out(sandbox, write, redis_client)
-    cid = str(contact["ContactId"])
-    ordering, row = Ordering(redis_client), _row_reader(sandbox)
-    with pytest.raises(Killed):
-        write_change(change_for(contact, {"permissions.1": True}, stamp=base + 10, base=base),
-                     client=DiesAfterPut(sandbox.client), mapping=MAPPING,  # type: ignore[arg-type]
-                     ordering=ordering, redis_client=redis_client, recent=row)
-    redis_client.delete(keys.lease(cid))
+    died = _opt_in_that_died(sandbox, write, redis_client)
+    base = died.change.bases["permissions.1"]
     # A newer AFAS opt-out was agreed on since (its commit moved the field's stamp).
-    sandbox.http.post("/_sandbox/edit", json={"entity": "contact", "id": cid,
-                                              "fields": {NEWSLETTER: False}}).raise_for_status()
-    ordering.settle([ContactWrite(contact_id=cid, fields=[FieldWrite("permissions.1", False, base + 20, base)])])
-    sandbox.http.post("/_sandbox/clock", json={"offset_s": 30}).raise_for_status()
-    state = AgreedStore(redis_client).state(cid)
+    _afas_edit_later(sandbox, "contact", died.cid, {NEWSLETTER: False})
+    ordering = Ordering(redis_client)
+    ordering.settle([ContactWrite(contact_id=died.cid,
+                                  fields=[FieldWrite("permissions.1", False, base + 20, base)])])
+    state = AgreedStore(redis_client).state(died.cid)
     assert state is not None
-    later = change_for(contact, {"permissions.1": True}, stamp=base + 30, base=state.stamp("permissions.1"))
+    later = change_for(died.contact, {"permissions.1": True}, stamp=base + 30, base=state.stamp("permissions.1"))
     outcome = write_change(later, client=sandbox.client, mapping=MAPPING, ordering=ordering,
-                           redis_client=redis_client, recent=row)
+                           redis_client=redis_client, recent=_row_reader(sandbox))
     assert outcome.written == ["KnContact"]
-    assert sandbox.contact(cid)["Newsletter"] is True
+    assert sandbox.contact(died.cid)["Newsletter"] is True
