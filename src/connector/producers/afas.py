@@ -258,7 +258,9 @@ class AfasProducer:
         now = time.time()
         for record, state in zip(records, states, strict=True):
             try:
-                seen = spotler.get(record.contact_id) if _needs_look(record, state, now) else None
+                # A dry run reports Spotler's side of every row, changed in AFAS or not.
+                needed = self.sink.explains or _needs_look(record, state, now)
+                seen = spotler.get(record.contact_id) if needed else None
                 self._handle_record(record, state, seen, now, result)
             except redis.RedisError:
                 raise
