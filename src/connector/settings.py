@@ -78,6 +78,9 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "CONSENT_RETENTION_DAYS": ("730", "records of the consent audit trail (permission bits, AFAS blocks, hard "
                                "bounces as applied: `connector consent`) are deleted this many days after "
                                "they were applied"),
+    "JOURNAL_MAX_ENTRIES": ("50", "steps kept in each contact's journal (`connector trace`), the oldest dropped "
+                            "first; 0 = no journal"),
+    "JOURNAL_RETENTION_DAYS": ("30", "journal steps older than this many days are dropped"),
     "ALERT_WEBHOOK_URL": (None, "where alerts are POSTed (a Slack incoming webhook, or any URL taking JSON); a "
                           "secret, never logged; unset = no alerts"),
     "ALERT_FORMAT": ("slack", "slack = {\"text\": …} only; json = the text and the structured fields (condition, "
@@ -119,6 +122,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     forget_after_days: float = 30.0
     retention_days: float = 30.0
     consent_retention_days: float = 730.0
+    journal_max_entries: int = 50
+    journal_retention_days: float = 30.0
     alert_webhook_url: Secret | None = None
     alert_format: Literal["slack", "json"] = "slack"
     alert_repeat_s: float = 3600.0
@@ -188,6 +193,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             forget_after_days=float(number("FORGET_AFTER_DAYS", float, 0)),
             retention_days=float(number("RETENTION_DAYS", float, 0)),
             consent_retention_days=float(number("CONSENT_RETENTION_DAYS", float, 0)),
+            journal_max_entries=int(number("JOURNAL_MAX_ENTRIES", int, 0)),
+            journal_retention_days=float(number("JOURNAL_RETENTION_DAYS", float, 0.01)),
             alert_webhook_url=Secret(webhook) if (webhook := get("ALERT_WEBHOOK_URL")) else None,
             alert_format="json" if alert_format == "json" else "slack",
             alert_repeat_s=float(number("ALERT_REPEAT_S", float, 1)),
