@@ -19,6 +19,7 @@ from connector.cli.produce import conflicts, produce, rejects, resync
 from connector.cli.sandbox import sandbox
 from connector.cli.status import runs, status
 from connector.cli.testplan import testplan
+from connector.cli.trace import trace
 from connector.cli.web import web
 from connector.cli.work import work
 from connector.errors import ConfigError
@@ -50,7 +51,7 @@ def cli(ctx: click.Context) -> None:
 
 
 for command in (conflicts, consent, demo, dlq, doctor, forget, migrate, produce, publish_events, rejects, resync, runs,
-                sandbox, status, testplan, web, work):
+                sandbox, status, testplan, trace, web, work):
     cli.add_command(command)
 
 

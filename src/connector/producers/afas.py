@@ -41,6 +41,7 @@ from connector.producers.known import (
     CLOCK_MARGIN_MS,
     SpotlerSeen,
     already_pending,
+    is_echo,
     spotler_view,
     touched,
 )
@@ -54,6 +55,7 @@ from connector.state.agreed import AgreedStore, ContactState
 from connector.state.beaten import BeatenValues, unbeaten
 from connector.state.cursors import CursorStore
 from connector.state.departed import Departed
+from connector.state.journal import Seen
 from connector.state.ordering import ContactWrite, FieldWrite, Ordering
 from connector.state.retention import sweep
 from connector.state.tombstones import Tombstones
@@ -330,6 +332,8 @@ class AfasProducer:
         stamps = dict.fromkeys(back, stamp)
         if state is not None and already_pending(state, "afas", back, stamps, now):
             return
+        self.sink.journal(record.contact_id, Seen(source="afas", stamp=record.stamp, fields=sorted(back),
+                                                  decision="to_afas"))
         self.sink.afas(AfasChange(
             contact_id=record.contact_id, person_id=record.person_id, organisation_id=record.organisation_id,
             changes=back, last_changed=stamp, stamps=stamps,
@@ -368,6 +372,8 @@ class AfasProducer:
                        and (v != before.get(n) if before is not None else v is not None)]
             if settled:
                 self.sink.settle(ContactWrite(contact_id=record.contact_id, fields=settled))
+                self.sink.journal(record.contact_id, Seen(source="afas", stamp=record.stamp,
+                                                          fields=sorted(w.name for w in settled), decision="agreed"))
             self._write_back_conflicts(record, state, decision, both, now)
         if state is not None:
             # An AFAS edit still on its way to Spotler that AFAS has since undone or changed again:
@@ -379,11 +385,16 @@ class AfasProducer:
                     stamps[name] = max(record.stamp, pending.stamp + 1)
         if not delta:
             result.unchanged += 1
+            if is_echo(state, "afas", record.stamp):
+                self.sink.journal(record.contact_id, Seen(source="afas", stamp=record.stamp, fields=[],
+                                                          decision="echo"))
             return
         if state is not None and already_pending(state, "spotler", delta, stamps, now):
             result.already_pending += 1
             return
         log.debug("contact %s: %s to Spotler", record.contact_id, ", ".join(sorted(delta)))
+        self.sink.journal(record.contact_id, Seen(source="afas", stamp=record.stamp, fields=sorted(delta),
+                                                  decision="to_spotler"))
         self.sink.spotler(ContactChange(
             contact_id=record.contact_id, changes=delta, modified=record.modified,
             person_id=record.person_id, organisation_id=record.organisation_id,

@@ -23,6 +23,7 @@ from connector.producers.afas import AfasProducer
 from connector.schemas.events import AfasChange, ContactChange, Value
 from connector.schemas.mapping import Mapping as FieldMapping
 from connector.schemas.runs import PollResult
+from connector.state.journal import Step
 from connector.state.ordering import ContactWrite
 from connector.sync.dry_run import DryRunReport, DryRunTally, present
 from connector.sync.merge import Conflict, Decision
@@ -74,6 +75,9 @@ class DryRunSink:
 
     def mark(self, key: str, ttl_s: int) -> None:
         return None
+
+    def journal(self, contact_id: str, step: Step) -> None:
+        return None  # a dry run changes nothing, the journal included
 
     def flush(self, result: PollResult) -> None:
         return None

@@ -15,11 +15,14 @@ from connector.schemas.events import Value
 from connector.state.agreed import ContactState
 from connector.sync.diff import diff
 
-__all__ = ["CLOCK_MARGIN_MS", "SpotlerSeen", "already_pending", "not_our_write", "spotler_view", "touched"]
+__all__ = ["CLOCK_MARGIN_MS", "SpotlerSeen", "already_pending", "is_echo", "not_our_write", "spotler_view", "touched"]
 
 # Also covers a commit that Redis stamped just before a page was requested but that the
 # other system had not answered yet.
 CLOCK_MARGIN_MS = 1000
+# How long before its commit a write of ours may have been stamped by the target: the call and
+# the retries of its rate slot (an AFAS write of three entities takes a few seconds).
+ECHO_WINDOW_MS = 60_000
 
 
 class SpotlerSeen:
@@ -35,6 +38,14 @@ class SpotlerSeen:
 def not_our_write(state: ContactState | None, last_changed: int) -> bool:
     """A Spotler change at ``last_changed`` came after our last write into Spotler (so it is not that write)."""
     return state is None or last_changed > state.ws + CLOCK_MARGIN_MS
+
+
+def is_echo(state: ContactState | None, into: str, stamp: int) -> bool:
+    """A change stamped ``stamp`` in ``into`` may be our own latest write there (for the journal's "echo")."""
+    if state is None:
+        return False
+    written = state.ws if into == "spotler" else state.wa
+    return written > 0 and written - ECHO_WINDOW_MS <= stamp <= written + CLOCK_MARGIN_MS
 
 
 def touched(state: ContactState | None, last_changed: int | None) -> int:

@@ -29,6 +29,7 @@ from connector.schemas.runs import PollResult
 from connector.state.beaten import BeatenValues
 from connector.state.conflicts import ConflictStore
 from connector.state.cursors import CursorStore
+from connector.state.journal import Journal, Settled, Step
 from connector.state.ordering import ContactWrite, Ordering
 from connector.state.rejections import RejectionStore
 from connector.sync.merge import Conflict, Decision
@@ -52,6 +53,7 @@ class Sink(Protocol):
     def resolve(self, source: str, contact_ids: Iterable[str], fields: Iterable[str]) -> None: ...
     def conflicts(self, conflicts: Iterable[Conflict]) -> None: ...
     def mark(self, key: str, ttl_s: int) -> None: ...
+    def journal(self, contact_id: str, step: Step) -> None: ...
     def flush(self, result: PollResult) -> None: ...
     def cursor(self, source: str, value: datetime) -> None: ...
 
@@ -85,6 +87,8 @@ class RedisSink:
         self._touches: list[tuple[str, int]] = []
         self._marks: list[tuple[str, int]] = []
         self._beaten: list[Conflict] = []
+        self._journal = Journal.for_process(client)
+        self._steps: list[tuple[str, Step]] = []
 
     def spotler(self, change: ContactChange) -> None:
         self._spotler.append(change)
@@ -110,9 +114,17 @@ class RedisSink:
         conflicts = list(conflicts)
         self.conflict_store.add_many(conflicts)
         self._beaten += conflicts  # noted with the winners' pending changes, after their enqueue
+        for c in conflicts:
+            self.journal(c.contact_id, Settled(field=c.field, rule=c.rule, winner="afas" if c.winner == "afas"
+                                               else "spotler"))
 
     def mark(self, key: str, ttl_s: int) -> None:
         self._marks.append((key, ttl_s))
+
+    def journal(self, contact_id: str, step: Step) -> None:
+        """A step for the contact's journal, written after this page's enqueue (never before what it tells of)."""
+        if self._journal is not None:
+            self._steps.append((contact_id, step))
 
     def explain(
         self, record: ContactRecord, before: Mapping[str, Value] | None,
@@ -123,9 +135,9 @@ class RedisSink:
     def flush(self, result: PollResult) -> None:
         """Enqueue what is staged, then record it; nothing is recorded if an enqueue fails."""
         spotler, afas, settles, marks = self._spotler, self._afas, self._settles, self._marks
-        touches, beaten = self._touches, self._beaten
+        touches, beaten, steps = self._touches, self._beaten, self._steps
         self._spotler, self._afas, self._settles, self._marks, self._touches = [], [], [], [], []
-        self._beaten = []
+        self._beaten, self._steps = [], []
         for start in range(0, len(spotler), BATCH_SIZE):
             self.enqueue_spotler(SpotlerBatch(changes=spotler[start:start + BATCH_SIZE], run_id=result.run_id))
             result.enqueued_messages += 1
@@ -144,6 +156,8 @@ class RedisSink:
             for key, ttl_s in marks:
                 pipe.set(key, 1, ex=ttl_s)
             pipe.execute()
+        if self._journal is not None and steps:
+            self._journal.append(steps)
 
     def cursor(self, source: str, value: datetime) -> None:
         CursorStore(self.client, source).set(value)

@@ -37,7 +37,7 @@ import redis
 from connector.clients.afas import AfasClient
 from connector.clients.spotler import MAX_PAGE_SIZE, SpotlerClient
 from connector.errors import ConnectorError
-from connector.producers.known import CLOCK_MARGIN_MS, already_pending, not_our_write, touched
+from connector.producers.known import CLOCK_MARGIN_MS, already_pending, is_echo, not_our_write, touched
 from connector.producers.sink import Sink
 from connector.redaction import redact_exception
 from connector.schemas.events import AfasChange, ContactChange, Value
@@ -47,6 +47,7 @@ from connector.schemas.spotler import Bounce, Contact, FeedProblem
 from connector.state.agreed import AgreedStore, ContactState
 from connector.state.beaten import BeatenValues, unbeaten
 from connector.state.cursors import CursorStore
+from connector.state.journal import Seen
 from connector.state.keys import bounce_marker
 from connector.state.ordering import ContactWrite, FieldWrite, Ordering
 from connector.state.tombstones import Tombstones
@@ -228,6 +229,9 @@ class SpotlerProducer:
             later = self._touched(cid, current, state)
             if state is not None and state.synced and not _moved(values, state, now, later):
                 result.unchanged += 1  # our own write coming back, or nothing mapped changed
+                if is_echo(state, "spotler", current.lastChanged or 0):
+                    self.sink.journal(cid, Seen(source="spotler", stamp=current.lastChanged or 0, fields=[],
+                                                decision="echo"))
             else:
                 moved.append((current, values, state))
         result.unchanged += len(contacts) - len(ids) - len(busy)
@@ -287,12 +291,15 @@ class SpotlerProducer:
         if settled:
             self.sink.settle(ContactWrite(contact_id=cid, fields=settled, person=record.person_id,
                                           organisation=record.organisation_id))
+            self.sink.journal(cid, Seen(source="spotler", stamp=stamp, fields=sorted(w.name for w in settled),
+                                        decision="agreed"))
         if not to_afas and not decision.to_spotler:
             result.unchanged += 1
             return
         sent = False
         if to_afas and not (state is not None and already_pending(state, "afas", to_afas, stamps, now)):
             sent = True
+            self.sink.journal(cid, Seen(source="spotler", stamp=stamp, fields=sorted(to_afas), decision="to_afas"))
             self.sink.afas(AfasChange(
                 contact_id=cid, person_id=record.person_id, organisation_id=record.organisation_id,
                 changes=to_afas, last_changed=stamp, run_id=result.run_id,
@@ -303,6 +310,8 @@ class SpotlerProducer:
             back = {n: both for n in decision.to_spotler}
             if not (state is not None and already_pending(state, "spotler", decision.to_spotler, back, now)):
                 sent = True
+                self.sink.journal(cid, Seen(source="spotler", stamp=stamp, fields=sorted(decision.to_spotler),
+                                            decision="to_spotler"))
                 self.sink.spotler(ContactChange(
                     contact_id=cid, changes=decision.to_spotler, modified=record.modified,
                     person_id=record.person_id, organisation_id=record.organisation_id, blocked=record.blocked,
@@ -349,6 +358,7 @@ class SpotlerProducer:
             last_changed=date, bounce="HARDBOUNCE", run_id=result.run_id,
         ))
         self.sink.mark(bounce_marker(cid, date), _BOUNCE_DEDUP_TTL_S)
+        self.sink.journal(cid, Seen(source="spotler", stamp=date, fields=["bounce"], decision="bounce"))
         result.changed += 1
 
     def _reject(self, contact_id: str | None, field: str, reason: str, result: PollResult) -> None:

@@ -20,6 +20,8 @@ their own), what ``erase`` does with a forgotten contact:
   ``:consent:blocked`` (the consent trail, ``connector.state.consent``): the
   contact's trail and entries **deleted**.
 - ``connector:departed`` (when a full pass missed it): its entry **deleted**.
+- ``connector:journal:<id>`` (the per-contact journal, ``connector.state.journal``):
+  **deleted**; steps arriving after the tombstone are not journalled.
 - ``connector:forgotten``: the **tombstone** (id and time) is added first, so
   nothing that runs meanwhile can write the contact's state again
   (``connector.state.tombstones``).
@@ -53,6 +55,7 @@ from connector.state.conflicts import ConflictStore
 from connector.state.consent import ConsentTrail
 from connector.state.departed import Departed
 from connector.state.doubt import WritesInDoubt
+from connector.state.journal import Journal
 from connector.state.rejections import RejectionStore
 from connector.state.tombstones import Tombstones
 from connector.workers.dead_letters import DeadLetterStore
@@ -71,6 +74,7 @@ class ForgetReport(msgspec.Struct, kw_only=True):
     bounce_markers: int = 0
     departed: int = 0
     consent_records: int = 0
+    journal: int = 0
     forgotten_at: float = 0.0
 
 
@@ -99,6 +103,7 @@ def erase(
     departed = Departed(client)
     report.departed = sum(departed.since(cid) is not None for cid in ids)
     departed.back(ids)
+    report.journal = Journal(client).erase(ids)
     return report
 
 

@@ -16,6 +16,7 @@ import redis
 
 from connector.events import emit
 from connector.state import keys
+from connector.state.journal import Journal, Rejected, text
 from connector.state.tombstones import Tombstones
 from connector.sync.rows import Rejection
 
@@ -77,6 +78,10 @@ class RejectionStore:
                 pipe.sadd(_ids(rejection.source), rejection.contact_id)
         pipe.execute()
         emit.rejected(self.client, news)
+        journal = Journal.for_process(self.client)
+        if journal is not None and news:
+            journal.append((r.contact_id, Rejected(source=r.source, field=r.field, reason=text(r.reason)))
+                           for r in news if r.contact_id)
         return len(rejections)
 
     def resolve(self, source: str, contact_ids: Iterable[str], fields: Iterable[str]) -> None:

@@ -20,7 +20,7 @@ from connector.settings import Settings
 from connector.state.keys import run_outcome
 from connector.state.limits import afas_cap
 from connector.state.ordering import Ordering
-from connector.workers import consent_hook
+from connector.workers import consent_hook, journal_hook
 from connector.workers.actor import connector_actor, send
 from connector.writers.afas import AfasOutcome, write_change
 
@@ -81,6 +81,7 @@ def apply(change: AfasChange, deps: AfasDeps) -> AfasOutcome:
     )
     emit.written_back(deps.redis, change, outcome.written, outcome.superseded)
     consent_hook.to_afas(deps.redis, change, outcome, retention_s=deps.consent_retention_s)
+    journal_hook.to_afas(deps.redis, change, outcome)
     if change.run_id:
         pipe = deps.redis.pipeline(transaction=False)
         pipe.hincrby(run_outcome(change.run_id), "written", 1 if outcome.written else 0)

@@ -22,7 +22,7 @@ from connector.state.cursors import CursorStore
 from connector.state.keys import COUNTERS, run_outcome
 from connector.state.limits import RateLimiter, spotler_rate
 from connector.state.ordering import Ordering
-from connector.workers import consent_hook
+from connector.workers import consent_hook, journal_hook
 from connector.workers.actor import connector_actor, dead_letter_item, send
 from connector.writers.spotler import BatchOutcome, Recent, current_contact, recent_changes, write_batch
 
@@ -122,6 +122,7 @@ def upsert_batch(batch: SpotlerBatch) -> None:
     _count(deps.redis, batch.run_id, outcome)
     emit.synced_to_spotler(deps.redis, outcome.written)
     consent_hook.to_spotler(deps.redis, outcome, retention_s=deps.consent_retention_s)
+    journal_hook.to_spotler(deps.redis, batch, outcome)
     _reassert(deps.redis, batch.run_id, outcome)
     for change, code, message in outcome.rejected:
         dead_letter_item(

@@ -34,6 +34,7 @@ from dramatiq.common import q_name
 from connector.errors import ConnectorError
 from connector.events import emit
 from connector.redaction import redact
+from connector.state.journal import DeadLettered, Journal, Replayed
 from connector.state.tombstones import Tombstones
 
 __all__ = [
@@ -189,6 +190,10 @@ class DeadLetterStore:
         self._store(kept)
         emit.dead_lettered(self.client, letter_id=kept.id, contacts=contacts_of(kept), queue=kept.queue,
                            reason=kept.reason, error_class=kept.error_class, attempts=kept.attempts)
+        journal = Journal.for_process(self.client)
+        if journal is not None:
+            step = DeadLettered(letter_id=kept.id, queue=kept.queue, reason=kept.reason)
+            journal.append((cid, step) for cid in contacts_of(kept))
 
     def _store(self, letter: DeadLetter) -> None:
         with self.client.pipeline(transaction=True) as pipe:
@@ -306,6 +311,9 @@ def replay(
     """Send the letter through its original actor and queue again; remove it once enqueued."""
     message = broker.enqueue(fresh_message(letter))
     store.remove(letter.id)
+    journal = Journal.for_process(store.client)
+    if journal is not None:
+        journal.append((cid, Replayed(letter_id=letter.id)) for cid in contacts_of(letter))
     log.info(
         "dead letter %s replayed as message %s on queue %s (actor %s, entity %s)",
         letter.id, message.message_id, letter.queue, letter.actor, letter.entity_key,

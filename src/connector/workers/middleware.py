@@ -43,6 +43,7 @@ from dramatiq.middleware import Middleware
 
 from connector.errors import ConnectorError, FatalError, RateLimited, RetriableError, SkippableError
 from connector.redaction import redact_exception
+from connector.workers import journal_hook
 from connector.workers.dead_letters import DeadLetterStore, Reason, error_text, letter_for_message
 
 __all__ = [
@@ -204,6 +205,8 @@ class ErrorPolicy(Middleware):
                 what, attempt, delay, redact_exception(error),
             )
         self._enqueue(broker, message, delay)
+        journal_hook.failed(self.store.client, message.queue_name, (message.kwargs or {}).get("payload"),
+                            retries + 1, error)
 
     def _enqueue(self, broker: dramatiq.Broker, message: Any, delay: int) -> None:
         self._waiting_for_redis(message, lambda: broker.enqueue(message, delay=delay))
