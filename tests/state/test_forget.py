@@ -16,6 +16,7 @@ from connector.state.consent import ConsentRecord, ConsentTrail
 from connector.state.departed import Departed
 from connector.state.doubt import WritesInDoubt
 from connector.state.forget import erase
+from connector.state.journal import journal_key
 from connector.state.ordering import CommitItem, ContactWrite, Ordering
 from connector.state.rejections import RejectionStore
 from connector.state.retention import sweep
@@ -88,8 +89,11 @@ def test_erase_removes_every_record_of_the_contact_and_keeps_a_tombstone(redis_c
 
     assert msgspec.to_builtins(report) == {
         "contacts": ["7"], "agreed_state": 1, "rejections": 2, "conflicts": 1, "dead_letters": 2,
-        "bounce_markers": 1, "departed": 1, "consent_records": 2, "forgotten_at": 1234.0,
+        "bounce_markers": 1, "departed": 1, "consent_records": 2, "journal": 1, "forgotten_at": 1234.0,
     }
+    # The journal (its rejections and dead letters were journalled) goes too; the others' stays.
+    assert redis_client.exists(journal_key("7")) == 0
+    assert redis_client.exists(journal_key("8")) == 1
     everything = dump(redis_client)
     assert EMAIL.encode() not in everything
     assert b"x7@voorbeeld.nl" not in everything

@@ -84,7 +84,7 @@ def test_forget_asks_first_and_reports_as_json(
     report = json.loads(out)
     assert {k: v for k, v in report.items() if k != "forgotten_at"} == {
         "contacts": [GONE], "agreed_state": 1, "rejections": 1, "conflicts": 0, "dead_letters": 0,
-        "bounce_markers": 0, "departed": 0, "consent_records": 0,
+        "bounce_markers": 0, "departed": 0, "consent_records": 0, "journal": 1,
     }
     assert "voorbeeld.nl" not in out
     assert AgreedStore(redis_client).state(GONE) is None

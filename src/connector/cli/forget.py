@@ -48,7 +48,7 @@ def forget(app: AppContext, contact_ids: tuple[str, ...], force: bool, yes: bool
     """Erase the link's data about these contacts, keeping only a tombstone (id and time).
 
     Removes their agreed state, pending changes, rejections, conflicts, dead
-    letters, bounce markers and consent trail from Redis. A contact AFAS still lists is
+    letters, bounce markers, consent trail and journal from Redis. A contact AFAS still lists is
     refused (erase it in AFAS first, or --force: it is then not synced while
     the tombstone lasts, 30 days). Spotler is not touched: anonymize the
     contact there yourself.
@@ -83,6 +83,6 @@ def forget(app: AppContext, contact_ids: tuple[str, ...], force: bool, yes: bool
         f"forgot {len(report.contacts)} contact(s): {report.agreed_state} agreed state(s), "
         f"{report.rejections} rejection(s), {report.conflicts} conflict(s), {report.dead_letters} dead letter(s), "
         f"{report.bounce_markers} bounce marker(s), {report.departed} departure(s), "
-        f"{report.consent_records} consent record(s) removed; tombstones kept"
+        f"{report.consent_records} consent record(s), {report.journal} journal(s) removed; tombstones kept"
     )
     click.echo("Spotler still holds these contacts: anonymize them there (Spotler has no delete).")
