@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Iterator
@@ -24,11 +25,29 @@ def events_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     process_outbox_max.cache_clear()
 
 
+LOCAL_RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+@functools.cache
+def _local_rabbitmq() -> str | None:
+    """A RabbitMQ on this machine's default port that takes the default guest login, if any."""
+    connection = kombu.Connection(LOCAL_RABBITMQ, connect_timeout=3)
+    try:
+        connection.ensure_connection(max_retries=1)
+    except Exception:
+        return None
+    finally:
+        connection.release()
+    return LOCAL_RABBITMQ
+
+
 @pytest.fixture
 def rabbitmq_url() -> str:
-    url = os.environ.get("RABBITMQ_URL")
+    """RABBITMQ_URL, else a RabbitMQ running here on 127.0.0.1:5672 (guest login); skipped when neither."""
+    url = os.environ.get("RABBITMQ_URL") or _local_rabbitmq()
     if not url:
-        pytest.skip("RABBITMQ_URL is not set: no RabbitMQ to publish to (e.g. amqp://guest:guest@127.0.0.1:5672//)")
+        pytest.skip("no RabbitMQ: RABBITMQ_URL is not set and none answers on 127.0.0.1:5672 with the guest login "
+                    "(set RABBITMQ_URL=amqp://user:password@host:5672//)")
     return url
 
 
