@@ -122,7 +122,7 @@ class RedisSink:
         self._marks.append((key, ttl_s))
 
     def journal(self, contact_id: str, step: Step) -> None:
-        """A step for the contact's journal, written after this page's enqueue (never before what it tells of)."""
+        """A step for the contact's journal, written when this page is flushed."""
         if self._journal is not None:
             self._steps.append((contact_id, step))
 
@@ -133,11 +133,16 @@ class RedisSink:
         return None
 
     def flush(self, result: PollResult) -> None:
-        """Enqueue what is staged, then record it; nothing is recorded if an enqueue fails."""
+        """Enqueue what is staged, then record it; nothing but the journal's steps is recorded if an enqueue fails."""
         spotler, afas, settles, marks = self._spotler, self._afas, self._settles, self._marks
         touches, beaten, steps = self._touches, self._beaten, self._steps
         self._spotler, self._afas, self._settles, self._marks, self._touches = [], [], [], [], []
         self._beaten, self._steps = [], []
+        if self._journal is not None and steps:
+            # Before the enqueue: a worker may write a change before this flush ends, and its step must
+            # follow the decision. A failed enqueue fails the poll; the next one decides the same change
+            # again, the same step, which the journal does not add twice.
+            self._journal.append(steps)
         for start in range(0, len(spotler), BATCH_SIZE):
             self.enqueue_spotler(SpotlerBatch(changes=spotler[start:start + BATCH_SIZE], run_id=result.run_id))
             result.enqueued_messages += 1
@@ -156,8 +161,6 @@ class RedisSink:
             for key, ttl_s in marks:
                 pipe.set(key, 1, ex=ttl_s)
             pipe.execute()
-        if self._journal is not None and steps:
-            self._journal.append(steps)
 
     def cursor(self, source: str, value: datetime) -> None:
         CursorStore(self.client, source).set(value)

@@ -309,11 +309,11 @@ def replay(
     broker: dramatiq.Broker, store: DeadLetterStore, letter: DeadLetter
 ) -> dramatiq.Message[Any]:
     """Send the letter through its original actor and queue again; remove it once enqueued."""
+    journal = Journal.for_process(store.client)
+    if journal is not None:  # before the enqueue: the replayed message's own steps come after this one
+        journal.append((cid, Replayed(letter_id=letter.id)) for cid in contacts_of(letter))
     message = broker.enqueue(fresh_message(letter))
     store.remove(letter.id)
-    journal = Journal.for_process(store.client)
-    if journal is not None:
-        journal.append((cid, Replayed(letter_id=letter.id)) for cid in contacts_of(letter))
     log.info(
         "dead letter %s replayed as message %s on queue %s (actor %s, entity %s)",
         letter.id, message.message_id, letter.queue, letter.actor, letter.entity_key,

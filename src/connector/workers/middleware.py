@@ -204,9 +204,10 @@ class ErrorPolicy(Middleware):
                 "%s failed unexpectedly (%s), retry in %d ms\n%s",
                 what, attempt, delay, redact_exception(error),
             )
-        self._enqueue(broker, message, delay)
+        # Journalled before the retry is enqueued, so the retry's own steps come after this one.
         journal_hook.failed(self.store.client, message.queue_name, (message.kwargs or {}).get("payload"),
                             retries + 1, error)
+        self._enqueue(broker, message, delay)
 
     def _enqueue(self, broker: dramatiq.Broker, message: Any, delay: int) -> None:
         self._waiting_for_redis(message, lambda: broker.enqueue(message, delay=delay))
