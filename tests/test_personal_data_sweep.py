@@ -167,6 +167,8 @@ def test_no_exit_shows_personal_data(
         "dlq show": run("dlq", "show", letter.id, env=env),
         "dlq show --json": run("dlq", "show", letter.id, "--json", env=env),
         "dlq show --reveal, refused": run("dlq", "show", letter.id, "--reveal", input="n\n", env=env),
+        "trace": run("trace", person.contact_id, env=env),
+        "trace --json": run("trace", person.contact_id, "--json", env=env),
         "doctor": run("doctor", env=env),
         "doctor --json": run("doctor", "--json", env=env),
         "testplan report": write_report(report, tmp_path / "testplan.md").read_text(),
@@ -187,6 +189,8 @@ def test_no_exit_shows_personal_data(
     assert {r["contact_id"] for r in json.loads(exits["rejects --json"])} >= {other.contact_id, "<email>"}
     assert person.contact_id in exits["conflicts"]
     assert letter.id in exits["dlq show"]
+    assert exits["trace"].startswith(f"contact {person.contact_id}: dead-lettered: {letter.id}")
+    assert "<e-mail " in exits["trace"]  # the values, as digests
     assert "<email>" in exits["spotler-producer log"]
     assert "contact <email> failed" in exits["this process's log"]
     assert "Traceback" in exits["this process's log"]
