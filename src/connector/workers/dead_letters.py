@@ -46,6 +46,7 @@ __all__ = [
     "error_text",
     "fresh_message",
     "letter_for_message",
+    "payload_contacts",
     "replay",
 ]
 
@@ -98,7 +99,11 @@ def _payload(message: dict[str, Any]) -> Any:
 
 def contacts_of(letter: DeadLetter) -> builtins.list[str]:
     """The contacts a letter's payload names: one change (``contact_id``) or a batch (``changes``)."""
-    payload = _payload(letter.message)
+    return payload_contacts(_payload(letter.message))
+
+
+def payload_contacts(payload: Any) -> builtins.list[str]:
+    """The contacts a message payload (as builtins) names: one change or a batch's changes."""
     if not isinstance(payload, dict):
         return []
     if isinstance(payload.get("contact_id"), str):

@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from connector.state.journal import Journal, Step, Wrote, text
+from connector.workers.dead_letters import payload_contacts
 
 if TYPE_CHECKING:  # the retry policy imports this module; the writers import the policy's errors
     from connector.schemas.events import AfasChange, SpotlerBatch
     from connector.writers.afas import AfasOutcome
     from connector.writers.spotler import BatchOutcome
 
-__all__ = ["contacts_in", "failed", "to_afas", "to_spotler"]
+__all__ = ["failed", "to_afas", "to_spotler"]
 
 SPOTLER_ENTITY = "contact/list"
 
@@ -68,21 +69,9 @@ def to_afas(client: redis.Redis, change: AfasChange, outcome: AfasOutcome) -> No
     _append(client, steps)
 
 
-def contacts_in(payload: Any) -> list[str]:
-    """The contacts a message payload (as builtins) names: one change or a batch's changes."""
-    if not isinstance(payload, dict):
-        return []
-    if isinstance(payload.get("contact_id"), str):
-        return [payload["contact_id"]]
-    changes = payload.get("changes")
-    if isinstance(changes, list):
-        return [c["contact_id"] for c in changes if isinstance(c, dict) and isinstance(c.get("contact_id"), str)]
-    return []
-
-
 def failed(client: redis.Redis, queue: str, payload: Any, attempt: int, error: BaseException) -> None:
     """An attempt that raised and will be retried: one step per contact of the message."""
-    contacts = contacts_in(payload)
+    contacts = payload_contacts(payload)
     if not contacts or Journal.for_process(client) is None:
         return
     into_afas = queue.startswith("afas")
