@@ -8,14 +8,13 @@ separate ``connector trace`` process, with both sides read live.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
+from tests.e2e.test_forget import connector
 from tests.e2e.test_nothing_lost import afas_edit, make_stack, plain, settle, start_link
 
 from connector.stack import Stack, wait_until
@@ -25,11 +24,6 @@ from connector.workers.dead_letters import DeadLetterStore
 pytestmark = pytest.mark.e2e
 
 __all__ = ["make_stack"]
-
-
-def connector(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "connector", *args], env=stack.env(),
-                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def trace(stack: Stack, cid: str) -> dict[str, Any]:
