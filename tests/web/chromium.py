@@ -7,17 +7,24 @@ with the reason. ``read_metrics`` turns a rendered page into {data-metric: data-
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import json
 import os
+import select
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
-__all__ = ["dump_dom", "ensure_chromium", "read_metrics", "screenshot"]
+__all__ = ["Browser", "dump_dom", "ensure_chromium", "read_metrics", "screenshot"]
 
 _NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 _FLAGS = (
@@ -113,3 +120,129 @@ def read_metrics(html: str) -> dict[str, str]:
     if parser.duplicates:
         raise AssertionError(f"data-metric names used more than once: {sorted(set(parser.duplicates))}")
     return parser.found
+
+
+class Browser:
+    """One headless Chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``).
+
+    What a person does, without any script in the page: open a URL, type into
+    a field, press Enter (which submits its form), then read the DOM. Cookies
+    live as long as the browser, so a sign-in carries over to the next page.
+    """
+
+    def __init__(self, binary: str) -> None:
+        self._profile = tempfile.TemporaryDirectory(prefix="connector-chromium-", ignore_cleanup_errors=True)
+        to_browser, self._write = os.pipe()
+        self._read, from_browser = os.pipe()
+        # Chromium reads commands from fd 3 and writes to fd 4; bash puts them there (dash: one-digit fds only).
+        wiring = f'exec "$@" 3<&{to_browser} 4>&{from_browser} {to_browser}<&- {from_browser}>&-'
+        self._process = subprocess.Popen(
+            ["bash", "-c", wiring, "bash", binary, *_FLAGS, f"--user-data-dir={self._profile.name}",
+             "--remote-debugging-pipe", "about:blank"],
+            pass_fds=(to_browser, from_browser), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        os.close(to_browser)
+        os.close(from_browser)
+        self._buffer = b""
+        self._events: list[dict[str, Any]] = []
+        self._next = 0
+        self._session: str | None = None
+        [target] = [t for t in self.send("Target.getTargets")["targetInfos"] if t["type"] == "page"][:1]
+        self._session = self.send("Target.attachToTarget", targetId=target["targetId"], flatten=True)["sessionId"]
+        self.send("Page.enable")
+
+    def send(self, method: str, **params: Any) -> dict[str, Any]:
+        """One command; its result (an error answer raises)."""
+        self._next += 1
+        message: dict[str, Any] = {"id": self._next, "method": method, "params": params}
+        if self._session is not None:
+            message["sessionId"] = self._session
+        os.write(self._write, json.dumps(message).encode() + b"\0")
+        while True:
+            answer = self._receive(_RUN_TIMEOUT_S)
+            if answer.get("id") == self._next:
+                if "error" in answer:
+                    raise RuntimeError(f"{method}: {answer['error']}")
+                result: dict[str, Any] = answer.get("result", {})
+                return result
+            self._events.append(answer)
+
+    def _receive(self, timeout_s: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while b"\0" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._read], [], [], left)[0]:
+                raise TimeoutError("chromium did not answer")
+            chunk = os.read(self._read, 1 << 16)
+            if not chunk:
+                raise RuntimeError("chromium closed its pipe")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\0")
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def _wait_for(self, event: str, timeout_s: float = _RUN_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for n, seen in enumerate(self._events):
+                if seen.get("method") == event:
+                    del self._events[: n + 1]
+                    return
+            self._events.append(self._receive(max(0.0, deadline - time.monotonic())))
+
+    def open(self, url: str) -> None:
+        self._events.clear()
+        self.send("Page.navigate", url=url)
+        self._wait_for("Page.loadEventFired")
+
+    def url(self) -> str:
+        history = self.send("Page.getNavigationHistory")
+        url: str = history["entries"][history["currentIndex"]]["url"]
+        return url
+
+    def type_and_enter(self, selector: str, text: str, *, lands_on: str) -> None:
+        """Focus the field, type ``text``, press Enter, and wait until the page at path ``lands_on`` loaded.
+
+        A page that reloads itself (the status page) may load again meanwhile: such loads are skipped.
+        """
+        root = self.send("DOM.getDocument")["root"]["nodeId"]
+        node = self.send("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
+        if not node:
+            raise AssertionError(f"no {selector} on the page")
+        self.send("DOM.focus", nodeId=node)
+        self.send("Input.insertText", text=text)
+        self._events.clear()
+        for kind in ("keyDown", "keyUp"):
+            self.send("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter", windowsVirtualKeyCode=13,
+                      **({"text": "\r"} if kind == "keyDown" else {}))
+        deadline = time.monotonic() + _RUN_TIMEOUT_S
+        while True:
+            self._wait_for("Page.loadEventFired", max(0.0, deadline - time.monotonic()))
+            if urlsplit(self.url()).path == lands_on:
+                return
+
+    def dom(self) -> str:
+        """The current page's DOM as HTML."""
+        root = self.send("DOM.getDocument")["root"]["nodeId"]
+        html: str = self.send("DOM.getOuterHTML", nodeId=root)["outerHTML"]
+        return html
+
+    def close(self) -> None:
+        try:
+            self._session = None
+            self.send("Browser.close")
+            self._process.wait(timeout=15)
+        except (OSError, RuntimeError, TimeoutError, subprocess.TimeoutExpired):
+            with contextlib.suppress(ProcessLookupError):  # its own session: the browser and its helpers
+                os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait(timeout=30)
+        os.close(self._write)
+        os.close(self._read)
+        self._profile.cleanup()
+
+    def __enter__(self) -> Browser:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,4 +1,4 @@
-"""The web process's Starlette app: /healthz (open), and /, /status.json, /metrics behind STATUS_TOKEN.
+"""The web process's Starlette app: /healthz (open), and /, /status.json, /metrics, /trace behind STATUS_TOKEN.
 
 The token is accepted as ``Authorization: Bearer <token>`` (Prometheus, curl)
 or, for a browser, once through the sign-in form (``POST /signin``), which
@@ -14,6 +14,11 @@ nothing from restarting it while Redis is down. During a Redis outage the
 protected routes answer 503 "Redis unavailable" (with Retry-After); one line
 is logged when Redis stops answering and one when it is back, not one per
 request.
+
+``/trace?contact=ID`` (the form on the page) shows one contact's story as
+``connector trace`` does (``connector.web.lookup``, ``connector.web.trace_page``),
+``/trace.json?contact=ID`` the same as ``connector trace --json``; an id that is
+empty, too long or not printable is a 400 that says so.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import msgspec
 import redis
@@ -33,9 +39,12 @@ from starlette.routing import Route
 from connector.settings import Secret, Settings
 from connector.status.collect import collect
 from connector.status.report import StatusReport
+from connector.status.trace import Trace, as_json
 from connector.web import auth
+from connector.web.lookup import BadContactId, check_contact_id, lookup
 from connector.web.metrics import CONTENT_TYPE, render_metrics
 from connector.web.page import render_message, render_page, render_signin
+from connector.web.trace_page import render_lookup, render_trace
 
 __all__ = ["create_app", "web_redis_client"]
 
@@ -47,13 +56,16 @@ _HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
 }
-_DISABLED = "The status page is disabled: STATUS_TOKEN is not set. Set it to enable /, /status.json and /metrics."
+_DISABLED = ("The status page is disabled: STATUS_TOKEN is not set. "
+             "Set it to enable /, /status.json, /trace and /metrics.")
 _UNAUTHORIZED = "A valid status token is required: send Authorization: Bearer <token> (or sign in at /)."
 _WRONG = "That is not the status token."
+_TOKEN_AS_ID = "That is the status token, not a contact id."  # noqa: S105 (a message)
 _REDIS_TIMEOUT_S = 5.0
 _RETRY_AFTER_S = 5  # the page's own refresh interval
 
 Render = Callable[[int, str], Response]
+_T = TypeVar("_T")
 
 
 def web_redis_client(settings: Settings) -> redis.Redis:
@@ -127,12 +139,10 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Starlet
     redis_client = client if client is not None else web_redis_client(settings)
     state = _RedisState()
 
-    def report(request: Request, render: Render) -> StatusReport | Response:
-        refused = _refusal(request, settings.status_token, render)
-        if refused is not None:
-            return refused
+    def from_redis(render: Render, work: Callable[[], _T]) -> _T | Response:
+        """``work()``, or a 503 while Redis does not answer."""
         try:
-            collected = collect(redis_client, settings)
+            result = work()
         except redis.RedisError as exc:
             state.failed(exc)
             response = render(503, f"Redis unavailable ({type(exc).__name__}): the status shows again "
@@ -140,7 +150,23 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Starlet
             response.headers["Retry-After"] = str(_RETRY_AFTER_S)
             return response
         state.answered()
-        return collected
+        return result
+
+    def report(request: Request, render: Render) -> StatusReport | Response:
+        refused = _refusal(request, settings.status_token, render)
+        if refused is not None:
+            return refused
+        return from_redis(render, lambda: collect(redis_client, settings))
+
+    def contact_of(request: Request) -> str:
+        """The asked id; ``BadContactId`` also for the token itself, pasted in the wrong field: never echoed."""
+        contact_id = check_contact_id(request.query_params.get("contact"))
+        if settings.status_token and auth.token_matches(settings.status_token, contact_id):
+            raise BadContactId(_TOKEN_AS_ID)
+        return contact_id
+
+    def traced(contact_id: str, render: Render) -> Trace | Response:
+        return from_redis(render, lambda: lookup(settings, redis_client, contact_id))
 
     def healthz(request: Request) -> Response:
         return PlainTextResponse("ok", headers=_HEADERS)
@@ -179,6 +205,34 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Starlet
             return result
         return Response(render_metrics(result), media_type=CONTENT_TYPE, headers=_HEADERS)
 
+    def trace_page(request: Request) -> Response:
+        refused = _refusal(request, settings.status_token, _html)
+        if refused is not None:
+            return refused
+        if "contact" not in request.query_params:
+            return HTMLResponse(render_lookup(None), headers=_HEADERS)
+        try:
+            contact_id = contact_of(request)
+        except BadContactId as exc:
+            return HTMLResponse(render_lookup(str(exc)), status_code=400, headers=_HEADERS)
+        result = traced(contact_id, _html)
+        if isinstance(result, Response):
+            return result
+        return HTMLResponse(render_trace(result), headers=_HEADERS)
+
+    def trace_json(request: Request) -> Response:
+        refused = _refusal(request, settings.status_token, _json)
+        if refused is not None:
+            return refused
+        try:
+            contact_id = contact_of(request)
+        except BadContactId as exc:
+            return _json(400, str(exc))
+        result = traced(contact_id, _json)
+        if isinstance(result, Response):
+            return result
+        return Response(as_json(result), media_type="application/json", headers=_HEADERS)
+
     return Starlette(routes=[
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/signin", signin, methods=["POST"]),
@@ -186,4 +240,6 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Starlet
         Route("/", page, methods=["GET", "HEAD"]),
         Route("/status.json", status_json, methods=["GET", "HEAD"]),
         Route("/metrics", metrics, methods=["GET", "HEAD"]),
+        Route("/trace", trace_page, methods=["GET", "HEAD"]),
+        Route("/trace.json", trace_json, methods=["GET", "HEAD"]),
     ])

@@ -15,9 +15,10 @@ from html import escape
 
 from connector.schemas.runs import PollResult
 from connector.status.report import StatusReport
+from connector.web.lookup import MAX_CONTACT_ID
 from connector.web.style import CSS
 
-__all__ = ["REFRESH_S", "render_message", "render_page", "render_signin"]
+__all__ = ["REFRESH_S", "lookup_form", "render_message", "render_page", "render_signin"]
 
 REFRESH_S = 5
 
@@ -254,6 +255,7 @@ def render_page(report: StatusReport, *, refresh_s: int = REFRESH_S) -> str:
             f"times in UTC · refreshes every {refresh_s}s · lag limit {lag_limit}</span>")
     body = (
         f"<header><h1>AFAS ⇄ Spotler connector</h1><div>{badge} {meta} {_SIGN_OUT}</div></header>{alerts}"
+        f'<div class="tools">{lookup_form("")}</div>'
         f'<div class="grid top">{_queues(report)}{_producers(report)}</div>'
         f'<div class="grid">{_limits(report)}{_counters(report)}</div>'
         f'<div class="grid">{_runs(report)}</div>'
@@ -265,6 +267,13 @@ def render_page(report: StatusReport, *, refresh_s: int = REFRESH_S) -> str:
 
 _SIGN_OUT = ('<form class="inline" method="post" action="/signout">'
              '<button type="submit" class="link">sign out</button></form>')
+
+
+def lookup_form(value: str) -> str:
+    """A GET form to ``/trace``: one contact's story (``connector.web.trace_page``)."""
+    return ('<form class="lookup" method="get" action="/trace"><label for="contact">Trace ContactId</label>'
+            f'<input id="contact" name="contact" value="{escape(value)}" maxlength="{MAX_CONTACT_ID}" '
+            'required autocomplete="off" spellcheck="false"><button type="submit">Look up</button></form>')
 
 
 def render_signin(problem: str | None) -> str:
