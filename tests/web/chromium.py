@@ -206,10 +206,7 @@ class Browser:
 
         A page that reloads itself (the status page) may load again meanwhile: such loads are skipped.
         """
-        root = self.send("DOM.getDocument")["root"]["nodeId"]
-        node = self.send("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
-        if not node:
-            raise AssertionError(f"no {selector} on the page")
+        node = self._find(selector)
         self.send("DOM.focus", nodeId=node)
         self.send("Input.insertText", text=text)
         self._events.clear()
@@ -221,6 +218,18 @@ class Browser:
             self._wait_for("Page.loadEventFired", max(0.0, deadline - time.monotonic()))
             if urlsplit(self.url()).path == lands_on:
                 return
+
+    def _find(self, selector: str, timeout_s: float = 10.0) -> int:
+        """The element's node id, waiting out a reload under way (the document is empty meanwhile)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            root = self.send("DOM.getDocument")["root"]["nodeId"]
+            node: int = self.send("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
+            if node:
+                return node
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {selector} on the page")
+            time.sleep(0.1)
 
     def dom(self) -> str:
         """The current page's DOM as HTML."""

@@ -40,6 +40,7 @@ button.link{background:none;border:none;padding:0;color:#66788a;font-size:12px;t
 form.lookup{display:inline-flex;align-items:center;gap:6px;font-size:12px;color:#52606d}
 form.lookup input{width:12em;padding:4px 7px;border:1px solid #c5ced8;border-radius:6px;font:12px monospace}
 form.lookup button{padding:4px 10px;border:1px solid #c5ced8;border-radius:6px;background:#fff;font-size:12px}
+#timeline td:first-child,#fields td:last-child{width:1%}
 .verdict{font-size:17px;font-weight:600;padding:12px 16px;border-radius:8px;margin-bottom:6px;white-space:normal}
 .signin button{align-self:flex-start;padding:6px 16px;border:0;border-radius:6px;background:#1c2733;color:#fff}
 """
