@@ -155,6 +155,10 @@ def test_no_exit_shows_personal_data(
         "status page": read_status(web, "/"),
         "status.json": read_status(web, "/status.json"),
         "metrics": read_status(web, "/metrics"),
+        "trace page": read_status(web, f"/trace?contact={person.contact_id}"),
+        "trace.json": read_status(web, f"/trace.json?contact={person.contact_id}"),
+        "trace page, an address asked": httpx.get(f"{web}/trace", params={"contact": EMAIL},
+                                                  headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30).text,
         "status": run("status", env=env),
         "status --json": run("status", "--json", env=env),
         "runs": run("runs", "--json", env=env),
@@ -191,6 +195,9 @@ def test_no_exit_shows_personal_data(
     assert letter.id in exits["dlq show"]
     assert exits["trace"].startswith(f"contact {person.contact_id}: dead-lettered: {letter.id}")
     assert "<e-mail " in exits["trace"]  # the values, as digests
+    assert json.loads(exits["trace.json"])["verdict"].startswith(f"dead-lettered: {letter.id}")
+    assert f'data-value="dead-lettered: {letter.id}' in exits["trace page"]
+    assert "not an e-mail address" in exits["trace page, an address asked"]
     assert "<email>" in exits["spotler-producer log"]
     assert "contact <email> failed" in exits["this process's log"]
     assert "Traceback" in exits["this process's log"]

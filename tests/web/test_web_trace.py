@@ -153,6 +153,8 @@ def test_a_token_in_the_url_becomes_the_cookie_and_the_lookup_url_keeps_the_cont
     ("7" * (MAX_CONTACT_ID + 1), f"A contact id is at most {MAX_CONTACT_ID} characters."),
     ("12\x003", "A contact id holds printable characters only."),
     ("12\n<b>", "A contact id holds printable characters only."),
+    (EMAIL, "A contact id is an AFAS ContactId, not an e-mail address or a phone number."),
+    ("+31 6 12345678", "A contact id is an AFAS ContactId, not an e-mail address or a phone number."),
 ])
 def test_a_bad_contact_id_is_a_400_that_says_why_without_repeating_it(serve: Serve, contact: str, message: str) -> None:
     base = serve()

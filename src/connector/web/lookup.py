@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import redis
 
+from connector.redaction import redact
 from connector.settings import Settings
 from connector.state.queues import QUEUES
 from connector.status.trace import Side, Trace, build_trace, live_sides
@@ -31,7 +32,7 @@ class BadContactId(ValueError):
 
 
 def check_contact_id(raw: str | None) -> str:
-    """The id without surrounding blanks; ``BadContactId`` when empty, too long or not printable."""
+    """The id without surrounding blanks; ``BadContactId`` when empty, too long, not printable or personal."""
     text = (raw or "").strip()
     if not text:
         raise BadContactId("Give a contact id (the AFAS ContactId) to look up.")
@@ -39,6 +40,8 @@ def check_contact_id(raw: str | None) -> str:
         raise BadContactId(f"A contact id is at most {MAX_CONTACT_ID} characters.")
     if not text.isprintable():
         raise BadContactId("A contact id holds printable characters only.")
+    if redact(text) != text:  # the page would show it: never an address or a phone number
+        raise BadContactId("A contact id is an AFAS ContactId, not an e-mail address or a phone number.")
     return text
 
 
