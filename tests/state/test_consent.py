@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+import msgspec
 import pytest
 import redis
 from click.testing import CliRunner
@@ -144,3 +145,16 @@ def test_consent_output_goes_through_the_redaction_policy(
         assert code == 0
         assert "voorbeeld.nl" not in out
         assert "<email>" in out
+
+
+def test_records_are_packed_small_and_records_stored_as_json_are_still_read(redis_client: redis.Redis) -> None:
+    trail = ConsentTrail(redis_client)
+    newest = record("1", NOW_MS, kind="hard_bounce", field="bounce", bit=None, old=None, new=True)
+    trail.record([record("1", NOW_MS - 2000), newest])
+    members = redis_client.zrange(consent_key("1"), 0, -1)
+    assert max(len(m) for m in members) < 64  # zset-max-listpack-value: the trail stays a compact listpack
+    assert redis_client.object("encoding", consent_key("1")) in (b"listpack", b"ziplist")
+    old = record("1", NOW_MS - 5000, field="permissions.9", bit=3)  # a field its bit does not imply: kept
+    redis_client.zadd(consent_key("1"), {msgspec.json.encode(old): old.applied_at})
+    assert trail.timeline("1", now=NOW) == [old, record("1", NOW_MS - 2000), newest]
+    assert trail.since(NOW_MS - 10_000, now=NOW) == [old, record("1", NOW_MS - 2000), newest]

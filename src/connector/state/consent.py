@@ -23,7 +23,8 @@ an event, not a field). A change of a forgotten contact records nothing.
 Records hold ids, field names, booleans and times: no e-mail address, no name.
 
 Redis: ``connector:consent:c:<ContactId>`` (a sorted set of the contact's
-records, JSON, by ``applied_at``), ``connector:consent:t`` (ContactId → its
+records, packed msgpack arrays, by ``applied_at``; a JSON member from before
+the packed form is read as well), ``connector:consent:t`` (ContactId → its
 latest record's time, for an export by date) and ``connector:consent:first``
 (ContactId → its oldest record's time, for the retention). Records older than
 ``CONSENT_RETENTION_DAYS`` are dropped by ``expire`` (the workers call it as
@@ -75,8 +76,54 @@ class ConsentRecord(msgspec.Struct, frozen=True, kw_only=True):
     result: Result
 
 
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(ConsentRecord).decode
+class _Packed(msgspec.Struct, frozen=True, array_like=True):
+    """A record as stored: codes for the words, no contact id (it is the key), no field name its kind implies.
+
+    About 30 bytes, under the 64 of ``zset-max-listpack-value``, so a contact's trail stays a
+    compact listpack (a record as JSON, over 200 bytes, turns it into a skiplist: about 1.5 kB
+    per contact after an initial sync; BENCHMARKS.md).
+    """
+
+    kind: int
+    field: str  # "" when it is the kind's own (permissions.<bit>, blocked, bounce)
+    new: bool
+    old: bool | None
+    bit: int | None
+    source: int
+    source_stamp: int
+    target: int
+    applied_at: int
+    result: int
+
+
+_KINDS: tuple[Kind, ...] = ("permission", "blocked", "hard_bounce")
+_SYSTEMS: tuple[System, ...] = ("afas", "spotler")
+_RESULTS: tuple[Result, ...] = ("written", "superseded", "rejected")
+_packer = msgspec.msgpack.Encoder()
+_unpack = msgspec.msgpack.Decoder(_Packed).decode
+_decode_json = msgspec.json.Decoder(ConsentRecord).decode  # records stored before the packed form
+
+
+def _implied_field(kind: str, bit: int | None) -> str:
+    return f"permissions.{bit}" if kind == "permission" else "blocked" if kind == "blocked" else "bounce"
+
+
+def _encode(r: ConsentRecord) -> bytes:
+    implied = _implied_field(r.kind, r.bit)
+    return _packer.encode(_Packed(
+        kind=_KINDS.index(r.kind), field="" if r.field == implied else r.field, new=r.new, old=r.old, bit=r.bit,
+        source=_SYSTEMS.index(r.source), source_stamp=r.source_stamp, target=_SYSTEMS.index(r.target),
+        applied_at=r.applied_at, result=_RESULTS.index(r.result)))
+
+
+def _decode(contact_id: str, member: bytes) -> ConsentRecord:
+    if member[:1] == b"{":
+        return _decode_json(member)
+    p = _unpack(member)
+    kind = _KINDS[p.kind]
+    return ConsentRecord(contact_id=contact_id, kind=kind, field=p.field or _implied_field(kind, p.bit), new=p.new,
+                         old=p.old, bit=p.bit, source=_SYSTEMS[p.source], source_stamp=p.source_stamp,
+                         target=_SYSTEMS[p.target], applied_at=p.applied_at, result=_RESULTS[p.result])
 
 
 class ConsentTrail:
@@ -116,7 +163,7 @@ class ConsentTrail:
     def timeline(self, contact_id: str, *, now: float | None = None) -> list[ConsentRecord]:
         """The contact's records, oldest first."""
         raw = cast(list[bytes], self.client.zrangebyscore(consent_key(contact_id), self._cutoff_ms(now), "+inf"))
-        return [_decode(as_bytes(m)) for m in raw]
+        return [_decode(contact_id, as_bytes(m)) for m in raw]
 
     def since(self, since_ms: int, *, now: float | None = None) -> list[ConsentRecord]:
         """Every contact's records applied at or after ``since_ms``, by time (then contact)."""
@@ -127,7 +174,8 @@ class ConsentTrail:
         pipe = self.client.pipeline(transaction=False)
         for cid in contacts:
             pipe.zrangebyscore(consent_key(cid), low, "+inf")
-        found = [_decode(as_bytes(m)) for members in pipe.execute() for m in members]
+        found = [_decode(cid, as_bytes(m)) for cid, members in zip(contacts, pipe.execute(), strict=True)
+                 for m in members]
         return sorted(found, key=lambda r: (r.applied_at, r.contact_id))
 
     def expire(self, now: float | None = None) -> int:
