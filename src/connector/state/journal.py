@@ -186,6 +186,8 @@ class Journal:
         self.retention_s = retention_s
         self._positions: dict[str, int] = {}
         self._names: list[str] = []
+        self._script = client.register_script(_APPEND)
+        self._reloaded = False
 
     @classmethod
     def for_process(cls, client: redis.Redis) -> Journal | None:
@@ -215,6 +217,7 @@ class Journal:
 
     def _append(self, pairs: list[tuple[str, Step]], now: float) -> int:
         at = int(now)
+        self._reloaded = False  # names unknown yet are looked up once per call, not once per step
         by_contact: dict[str, list[bytes]] = {}
         for cid, step in pairs:
             by_contact.setdefault(cid, []).append(self._frame(at, step))
@@ -222,7 +225,8 @@ class Journal:
         cutoff = max(0, int(now - self.retention_s))
         pipe = self.client.pipeline(transaction=False)
         for cid, frames in by_contact.items():
-            pipe.eval(_APPEND, 1, journal_key(cid), self.max_entries, cutoff, ttl, *frames)
+            # EVALSHA: the script's text would otherwise travel with every contact's step.
+            self._script(keys=[journal_key(cid)], args=[self.max_entries, cutoff, ttl, *frames], client=pipe)
         return sum(int(n) for n in pipe.execute())
 
     def _frame(self, at: int, step: Step) -> bytes:
@@ -240,8 +244,9 @@ class Journal:
         return packed
 
     def _position(self, name: str) -> int | str:
-        if name not in self._positions:
+        if name not in self._positions and not self._reloaded:
             self._load_names()
+            self._reloaded = True
         return self._positions.get(name, name)
 
     def _load_names(self) -> None:
