@@ -134,6 +134,13 @@ def step_kind(body: bytes) -> str:
     return {2: "Settled", 3: "Rejected", 5: "DeadLettered", 6: "Replayed"}.get(tag, f"tag {tag}")
 
 
+def named_fields(body: bytes) -> bool:
+    """A Seen or Wrote step whose field list holds a name (a string) rather than only positions."""
+    packed = msgspec.msgpack.decode(body)
+    fields = packed[3] if packed[0] in (1, 4) and len(packed) > 3 else []
+    return isinstance(fields, list) and any(isinstance(f, str) for f in fields)
+
+
 def journal_anatomy(client: redis.Redis, keys: list[bytes], valid: int) -> dict[str, Any]:
     """Where a journal's bytes are: value sizes, frames by kind, one key of median length in detail."""
     values: list[tuple[bytes, bytes]] = []
@@ -141,7 +148,8 @@ def journal_anatomy(client: redis.Redis, keys: list[bytes], valid: int) -> dict[
         values += [(k, v) for k, v in zip(batch, cast(list[bytes | None], client.mget(batch)), strict=True) if v]
     kinds: Counter[str] = Counter()
     body_bytes: Counter[str] = Counter()
-    wrote_first = 0  # the worker's step stored before the producer's (it journals after its page's enqueue)
+    wrote_first = 0  # a worker's step stored before the producer's step that led to it
+    by_name = 0  # steps holding field names, not positions in connector:fields (names not registered yet)
     for _, value in values:
         order = []
         for _, body in frames(value):
@@ -149,6 +157,7 @@ def journal_anatomy(client: redis.Redis, keys: list[bytes], valid: int) -> dict[
             order.append(kind)
             kinds[kind] += 1
             body_bytes[kind] += len(body)
+            by_name += named_fields(body)
         if "Seen afas to_spotler" in order and order[0].startswith("Wrote"):
             wrote_first += 1
     lengths = sorted(len(v) for _, v in values)
@@ -157,6 +166,7 @@ def journal_anatomy(client: redis.Redis, keys: list[bytes], valid: int) -> dict[
     return {
         "keys": len(values), "value_bytes_mean": round(sum(lengths) / len(lengths), 1), "value_bytes_median": median,
         "frames_per_contact": round(sum(kinds.values()) / valid, 3), "wrote_before_seen": wrote_first,
+        "steps_with_field_names": by_name,
         "by_kind": {k: {"per_contact": round(n / valid, 3), "body_bytes_mean": round(body_bytes[k] / n, 1)}
                     for k, n in kinds.most_common()},
         "sample": {
@@ -384,7 +394,8 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]]) -> None:
         s = anatomy["sample"]
         print(f"\njournal values: mean {anatomy['value_bytes_mean']} B, median {anatomy['value_bytes_median']} B, "
               f"{anatomy['frames_per_contact']} frames per contact; {anatomy['wrote_before_seen']:,} journals hold "
-              "the Spotler write before the AFAS change it wrote (the producer journals after its page's enqueue)")
+              f"the Spotler write before the AFAS change it wrote; {anatomy['steps_with_field_names']:,} steps hold "
+              "field names instead of positions")
         print_table("journal frames by kind", ["step", "per contact", "msgpack body B (mean)"],
                     [(k, v["per_contact"], v["body_bytes_mean"]) for k, v in anatomy["by_kind"].items()])
         print(f"\nsample {s['key']} (median length): MEMORY USAGE {s['memory_usage']} B, value {s['value_bytes']} B, "

@@ -48,6 +48,7 @@ def test_the_journal_cost_bench_measures_the_three_families_and_times_them() -> 
         assert journal["used_memory_drop"] >= journal["memory_usage_bytes"] * 0.9
         anatomy = r["journal_anatomy"]
         assert anatomy["frames_per_contact"] >= 2  # seen and written, at least
+        assert 0 <= anatomy["steps_with_field_names"] <= anatomy["frames_per_contact"] * r["valid"]
         sample = anatomy["sample"]
         assert sum(f["frame_bytes"] for f in sample["frames"]) == sample["value_bytes"]
         assert sample["memory_usage"] > sample["value_bytes"]
