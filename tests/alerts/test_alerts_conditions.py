@@ -11,6 +11,8 @@ from tests.alerts.receiver import SECRET_PATH, Receiver
 
 from connector.alerts import AlertMonitor, AlertState, Webhook
 from connector.errors import ConfigError
+from connector.events.outbox import OUTBOX, Outbox
+from connector.events.schemas import ContactSynced, RecordRejected
 from connector.settings import Settings
 from connector.workers.dead_letters import DeadLetterStore
 
@@ -145,3 +147,23 @@ def test_settings_mask_the_webhook_url_and_check_the_alert_settings() -> None:
     with pytest.raises(ConfigError, match="ALERT_REPEAT_S"):
         Settings.from_env({"ALERT_REPEAT_S": "0"})
     assert AlertMonitor.from_settings(redis.Redis(), Settings.from_env({})) is None
+
+
+def test_an_outbox_the_bus_does_not_drain_alerts_before_it_drops_and_recovers(redis_client: redis.Redis,
+                                                                               receiver: Receiver) -> None:
+    now = time.time()
+    polled(redis_client, "afas", now=now, read=3)
+    polled(redis_client, "spotler", now=now, read=3)
+    quiet = monitor(redis_client, receiver.url)  # no EVENTS_URL: the outbox is not looked at
+    alerts = monitor(redis_client, receiver.url, EVENTS_URL="amqp://bus.example:5672//", EVENTS_OUTBOX_MAX="4")
+    outbox = Outbox(redis_client, max_len=4)
+    outbox.record([RecordRejected(contact_id="1", source="afas", field="email", reason="invalid e-mail address")])
+    assert keys_sent(alerts, now) == []
+    outbox.record([ContactSynced(contact_id=str(n), fields=["email"]) for n in (2, 3)])
+    assert keys_sent(quiet, now) == []
+    assert keys_sent(alerts, now) == [("events_outbox:outbox", "firing", False)]
+    text = receiver.received()[0]["text"]
+    assert "events outbox: 3 events not yet accepted by the bus (alert at 2, EVENTS_OUTBOX_MAX 4)" in text
+    assert "bus.example" not in text
+    redis_client.xtrim(OUTBOX, maxlen=1, approximate=False)  # the publisher drained it
+    assert keys_sent(alerts, now + 30) == [("events_outbox:outbox", "recovered", False)]

@@ -13,6 +13,10 @@ hide the other:
 - ``rejected_share:<source>``: the producer's last poll rejected more than
   ``ALERT_REJECTED_SHARE`` of the rows it read. A poll that read nothing says
   nothing either way, so the condition is not observed then (its state stays).
+- ``events_outbox:outbox`` (only with ``EVENTS_URL`` set): the outbox holds
+  half of ``EVENTS_OUTBOX_MAX`` or more, unpublished: the bus has not taken
+  events for a while, and past the bound the oldest are dropped. It recovers
+  once the publisher has drained it below half.
 
 Texts carry counts, queue and producer names and run ids, never a record's
 values, and go through ``connector.redaction`` all the same.
@@ -26,6 +30,7 @@ from typing import Literal
 import msgspec
 import redis
 
+from connector.events.outbox import Outbox
 from connector.redaction import redact
 from connector.settings import Settings
 from connector.state.queues import QUEUES
@@ -37,7 +42,8 @@ from connector.workers.dead_letters import DeadLetterStore
 
 __all__ = ["ConditionKind", "Observation", "observe"]
 
-ConditionKind = Literal["dead_letters", "producer_lag", "rejected_share"]
+ConditionKind = Literal["dead_letters", "producer_lag", "rejected_share", "events_outbox"]
+OUTBOX_ALERT_SHARE = 0.5  # of EVENTS_OUTBOX_MAX: warned before anything is dropped
 
 
 class Observation(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,7 +52,7 @@ class Observation(msgspec.Struct, frozen=True, kw_only=True):
     condition: ConditionKind
     subject: str  # the queue or the producer's source
     firing: bool
-    value: float  # dead letters, seconds of lag (-1: never polled), or the share rejected
+    value: float  # dead letters, seconds of lag (-1: never polled), the share rejected, or events unpublished
     threshold: float
     text: str
     grace_s: float = 0.0  # how long it must hold before it is announced
@@ -86,7 +92,20 @@ def observe(client: redis.Redis, settings: Settings, *, now: float | None = None
         share = _rejected_share(history, source, settings.alert_rejected_share)
         if share is not None:
             found.append(share)
+    if settings.events_url:
+        found.append(_outbox(client, settings.events_outbox_max))
     return found
+
+
+def _outbox(client: redis.Redis, max_len: int) -> Observation:
+    held = Outbox(client).length()
+    limit = max(1, int(max_len * OUTBOX_ALERT_SHARE))
+    firing = held >= limit
+    text = (f"events outbox: {held} events not yet accepted by the bus (alert at {limit}, EVENTS_OUTBOX_MAX "
+            f"{max_len})" + ("; is the bus at EVENTS_URL reachable? past the bound the oldest are dropped"
+                             if firing else ""))
+    return Observation(condition="events_outbox", subject="outbox", firing=firing, value=held, threshold=limit,
+                       text=redact(text))
 
 
 def _rejected_share(history: RunHistory, source: str, limit: float) -> Observation | None:
